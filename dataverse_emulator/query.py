@@ -1,0 +1,321 @@
+"""Collection queries and single-row reads: ``$select``, ``$filter``, ``$orderby``, ``$top`` and paging.
+
+Paging follows Dataverse: ``Prefer: odata.maxpagesize`` (default and most 5,000; a larger value is
+ignored), ``Preference-Applied`` when honoured, and an ``@odata.nextLink`` whose ``$skiptoken`` is an
+opaque cookie. What a next page returns when rows change between pages depends on the ``paging`` mode
+(see ``modes.Modes.paging``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote as urlquote
+from urllib.parse import unquote
+
+from .addressing import RowKey
+from .errors import ELASTIC_EXPAND, ApiError, bad_request, not_found
+from .exchange import ApiRequest
+from .odata_filter import Column, QueryError, parse_filter, parse_orderby, parse_select, to_sql
+from .organization import Organization
+from .rows import render
+from .schema import QUERY_PATHS, Attribute, Entity
+from .store import quote
+
+MAX_PAGE = 5000
+_SAFE = ",'()/:=@*$"
+KNOWN_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$skiptoken", "$expand", "$skip", "$count"}
+_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([^"]*)" istracking="False" />$')
+
+
+def query_error(exc: QueryError) -> ApiError:
+    """A parse or type error in a query option, as a 400."""
+    return bad_request(exc.message, exc.code)
+
+
+def unknown_property(entity: Entity, name: str) -> QueryError:
+    """The error Dataverse gives for a property the table does not have."""
+    return QueryError(
+        f"Could not find a property named '{name}' on type 'Microsoft.Dynamics.CRM.{entity.logical_name}'."
+    )
+
+
+@dataclass
+class Plan:
+    """A parsed query: the columns to show, the SQL condition and the order."""
+
+    entity: Entity
+    attributes: list[Attribute]
+    where: str
+    params: list[Any]
+    order: list[tuple[str, bool]]
+    fingerprint: str
+
+
+def readable(org: Organization, entity: Entity, now: int) -> dict[str, Attribute]:
+    """The columns a query may name, by their query name (``_x_value`` for lookups)."""
+    return {
+        a.query_name: a
+        for a in entity.attributes.values()
+        if org.catalog.attribute(entity, a.logical_name, now, False)
+    }
+
+
+def select_columns(org: Organization, entity: Entity, text: str | None, now: int) -> list[Attribute]:
+    """The columns of ``$select`` (all readable ones without it); the primary key is always included."""
+    columns = readable(org, entity, now)
+    if not text:
+        return list(columns.values())
+    try:
+        names = parse_select(text)
+    except QueryError as exc:
+        raise query_error(exc) from exc
+    chosen = [entity.attributes[entity.primary_id]]
+    for name in names:
+        if name not in columns:
+            raise query_error(unknown_property(entity, name))
+        if columns[name] not in chosen:
+            chosen.append(columns[name])
+    return chosen
+
+
+def plan_query(org: Organization, entity: Entity, request: ApiRequest, now: int) -> Plan:
+    """Parse and check every query option; raise a 400 for anything Dataverse would refuse."""
+    options = request.query
+    for name in options:
+        if name not in KNOWN_OPTIONS:
+            raise bad_request(f"The query parameter '{name}' is not supported.")
+    if "$skip" in options:
+        raise bad_request("The query parameter $skip is not supported.")
+    if "$expand" in options:
+        if entity.elastic:
+            raise bad_request(
+                "Expand is not supported for multi-row queries on elastic tables.", ELASTIC_EXPAND
+            )
+        raise bad_request("The emulator does not implement $expand; select _<lookup>_value instead.")
+    if "$count" in options:
+        raise bad_request("The emulator does not implement $count.")
+    attributes = select_columns(org, entity, options.get("$select"), now)
+    columns = readable(org, entity, now)
+    paths = QUERY_PATHS.get(entity.logical_name, {})
+
+    def resolve(name: str) -> Column:
+        if name in paths:
+            return Column(quote(paths[name]), entity.attributes[paths[name]].type.edm)
+        if name not in columns:
+            raise unknown_property(entity, name)
+        return Column(quote(columns[name].logical_name), columns[name].type.edm)
+
+    where, params = "1", list[Any]()
+    try:
+        if options.get("$filter"):
+            where, params = to_sql(parse_filter(options["$filter"]), resolve)
+        order = parse_orderby(options["$orderby"]) if options.get("$orderby") else []
+        for name, _ in order:
+            resolve(name)
+    except QueryError as exc:
+        raise query_error(exc) from exc
+    order = [(columns[n].logical_name if n in columns else paths[n], desc) for n, desc in order]
+    if entity.primary_id not in [n for n, _ in order]:
+        order.append((entity.primary_id, False))
+    fingerprint = hashlib.sha256(
+        json.dumps([entity.logical_name, options.get("$select"), options.get("$filter"), order]).encode()
+    ).hexdigest()[:16]
+    return Plan(entity, attributes, where, params, order, fingerprint)
+
+
+def page_size(request: ApiRequest) -> tuple[int, bool]:
+    """The page size and whether ``Prefer: odata.maxpagesize`` was honoured."""
+    value = request.prefer().get("odata.maxpagesize")
+    if value is not None and value.isdigit() and 0 < int(value) <= MAX_PAGE:
+        return int(value), True
+    return MAX_PAGE, False
+
+
+def encode_token(state: dict[str, Any]) -> str:
+    """The opaque ``$skiptoken``: a cookie shaped like Dataverse's, carrying the cursor."""
+    inner = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+    return f'<cookie pagenumber="{state["page"]}" pagingcookie="{urlquote(inner)}" istracking="False" />'
+
+
+def decode_token(token: str, plan: Plan) -> dict[str, Any]:
+    """The cursor inside a ``$skiptoken``; 400 when it is not ours or belongs to another query."""
+    match = _COOKIE.match(token)
+    try:
+        if not match:
+            raise ValueError
+        state = json.loads(base64.urlsafe_b64decode(unquote(match.group(2)).encode()))
+        if not isinstance(state, dict) or state.get("q") != plan.fingerprint:
+            raise ValueError
+    except (ValueError, TypeError) as exc:
+        raise bad_request("The $skiptoken is not valid for this query.") from exc
+    return state
+
+
+def _after(plan: Plan, last: list[Any]) -> tuple[str, list[Any]]:
+    """SQL for 'sorts after the row ``last``' under ``plan.order`` (NULLs first ascending, as SQLite)."""
+    ors: list[str] = []
+    params: list[Any] = []
+    for i, (name, desc) in enumerate(plan.order):
+        col = quote(name)
+        ties = [f"{quote(n)} IS ?" for n, _ in plan.order[:i]]
+        value = last[i]
+        if value is None:
+            beyond = "0" if desc else f"{col} IS NOT NULL"
+            beyond_params: list[Any] = []
+        else:
+            beyond = f"({col} < ? OR {col} IS NULL)" if desc else f"{col} > ?"
+            beyond_params = [value]
+        ors.append("(" + " AND ".join([*ties, beyond]) + ")")
+        params += last[:i] + beyond_params
+    return "(" + " OR ".join(ors) + ")", params
+
+
+def run_query(
+    org: Organization, entity: Entity, request: ApiRequest
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """Answer a collection GET: one page of rows, and a next link while more remain."""
+    now = org.clock.now()
+    plan = plan_query(org, entity, request, now)
+    size, honoured = page_size(request)
+    top = request.query.get("$top")
+    if top is not None and (not top.isdigit() or int(top) <= 0):
+        raise bad_request(f"Invalid value '{top}' for $top: a positive integer is required.")
+    token = request.query.get("$skiptoken")
+    state: dict[str, Any] = (
+        decode_token(token, plan) if token else {"page": 1, "served": 0, "mode": org.modes.paging}
+    )
+    if top is not None and "odata.maxpagesize" in request.prefer():
+        top = None  # documented: with Prefer: odata.maxpagesize, $top is ignored
+    limit = size if top is None else min(size, int(top) - int(state["served"]))
+    rows = _fetch(org, plan, request.user, now, state, limit + 1)
+    more = len(rows) > limit and (top is None or int(state["served"]) + limit < int(top))
+    rows = rows[:limit]
+    order_cols = [n for n, _ in plan.order]
+    navigation = _navigation(org, entity, now) if _annotations(request) else None
+    values = [render(entity, r, plan.attributes, org.modes.precision, navigation=navigation) for r in rows]
+    org.stats.read(entity.logical_name, len(values), request.user)
+    select = request.query.get("$select")
+    body: dict[str, Any] = {
+        "@odata.context": f"{request.base_url}$metadata#{entity.entity_set}"
+        + (f"({select})" if select else ""),
+        "value": values,
+    }
+    if more and rows:
+        state = {
+            "q": plan.fingerprint,
+            "page": state["page"] + 1,
+            "served": state["served"] + len(rows),
+            "mode": state["mode"],
+            "last": [rows[-1][c] for c in order_cols],
+            "snap": state.get("snap"),
+            "seq": state.get("seq", 0) + len(rows),
+        }
+        body["@odata.nextLink"] = next_link(request, entity, encode_token(state))
+    elif state.get("snap"):
+        org.store.execute("DELETE FROM _snapshots WHERE id = ?", (state["snap"],))
+    headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if honoured else {}
+    return body, headers
+
+
+def _fetch(
+    org: Organization, plan: Plan, user: str, now: int, state: dict[str, Any], limit: int
+) -> list[Any]:
+    visible, visible_params = org.visible_sql(plan.entity, user, now)
+    table = quote(plan.entity.logical_name)
+    where = f"{visible} AND ({plan.where})"
+    params = [*visible_params, *plan.params]
+    order_sql = ", ".join(f"{quote(n)} {'DESC' if d else 'ASC'}" for n, d in plan.order)
+    mode = state["mode"]
+    if mode == "snapshot":
+        with org.store.lock:
+            if "snap" not in state or state["snap"] is None:
+                state["snap"] = hashlib.sha256(f"{plan.fingerprint}{now}{id(state)}".encode()).hexdigest()[
+                    :20
+                ]
+                state["seq"] = 0
+                org.store.execute(
+                    "INSERT INTO _snapshots (id, seq, key) "
+                    f"SELECT ?, ROW_NUMBER() OVER (ORDER BY {order_sql}), "
+                    f"{quote(plan.entity.primary_id)} FROM {table} WHERE {where}",
+                    [state["snap"], *params],
+                )
+            return org.store.fetch(
+                f"SELECT t.* FROM _snapshots s JOIN {table} t ON t.{quote(plan.entity.primary_id)} = s.key "
+                f"WHERE s.id = ? AND s.seq > ? ORDER BY s.seq LIMIT ?",
+                [state["snap"], state["seq"], limit],
+            )
+    if mode == "offset":
+        return org.store.fetch(
+            f"SELECT * FROM {table} WHERE {where} ORDER BY {order_sql} LIMIT ? OFFSET ?",
+            [*params, limit, state["served"]],
+        )
+    if "last" in state:
+        after, after_params = _after(plan, state["last"])
+        where, params = f"{where} AND {after}", [*params, *after_params]
+    return org.store.fetch(
+        f"SELECT * FROM {table} WHERE {where} ORDER BY {order_sql} LIMIT ?", [*params, limit]
+    )
+
+
+def next_link(request: ApiRequest, entity: Entity, token: str) -> str:
+    """The absolute next link: the same query options plus the new ``$skiptoken``."""
+    parts = [
+        f"{name}={urlquote(value, safe=_SAFE)}"
+        for name, value in request.query.items()
+        if name != "$skiptoken"
+    ]
+    parts.append(f"$skiptoken={urlquote(token, safe='')}")
+    return f"{request.base_url}{entity.entity_set}?{'&'.join(parts)}"
+
+
+def _annotations(request: ApiRequest) -> bool:
+    wanted = request.prefer().get("odata.include-annotations", "")
+    return wanted == "*" or "Microsoft.Dynamics.CRM" in wanted
+
+
+def _navigation(org: Organization, entity: Entity, now: int) -> dict[str, str]:
+    return {
+        r.referencing_attribute: r.navigation_property for r in org.catalog.lookups_to(entity, now, False)
+    }
+
+
+def find_row(org: Organization, entity: Entity, key: RowKey, user: str, now: int) -> Any:
+    """The row a key names, as the caller can see it, honouring partition ids; 404 otherwise."""
+    row = org.store.get(entity, key.id)
+    if row is not None and entity.elastic:
+        visible = row["_visible_at"] <= now or row["_writer"] == user
+        stored_pid = row["partitionid"]
+        if key.partition_id is not None:
+            matches = stored_pid == key.partition_id
+        else:
+            matches = stored_pid is None or org.modes.bind_without_partition == "resolve"
+        if not (visible and matches):
+            row = None
+    if row is None:
+        raise not_found(entity.logical_name, key.id)
+    return row
+
+
+def retrieve(org: Organization, entity: Entity, key: RowKey, request: ApiRequest) -> dict[str, Any]:
+    """Answer ``GET <set>(<key>)``."""
+    now = org.clock.now()
+    for name in request.query:
+        if name not in ("$select", "$expand"):
+            raise bad_request(f"The query parameter '{name}' is not supported on a single row.")
+    if "$expand" in request.query:
+        raise bad_request("The emulator does not implement $expand; select _<lookup>_value instead.")
+    attributes = select_columns(org, entity, request.query.get("$select"), now)
+    row = find_row(org, entity, key, request.user, now)
+    navigation = _navigation(org, entity, now) if _annotations(request) else None
+    org.stats.read(entity.logical_name, 1, request.user)
+    body = render(entity, row, attributes, org.modes.precision, navigation=navigation)
+    select = request.query.get("$select")
+    body["@odata.context"] = f"{request.base_url}$metadata#{entity.entity_set}" + (
+        f"({select})/$entity" if select else "/$entity"
+    )
+    return body
