@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test check lint typecheck unit emulator clean
+NPM_STAMP := node_modules/.package-lock.json
+
+.PHONY: test check lint typecheck node emulator clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +14,15 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-## Build the venv, run the linters and type checks, then the whole test suite.
-test: $(STAMP) check
+## Azurite (pinned in package-lock.json) for the storage and engine integration tests.
+$(NPM_STAMP): package.json $(wildcard package-lock.json)
+	if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+	touch $@
+
+node: $(NPM_STAMP)
+
+## Build the venv and node_modules, run the linters and type checks, then the whole test suite.
+test: $(STAMP) $(NPM_STAMP) check
 	$(BIN)/python -m pytest
 
 ## Lint and type-check.
@@ -31,4 +40,4 @@ emulator: $(STAMP)
 	$(BIN)/python -m dataverse_emulator --port $${PORT:-8765} --contacts $${CONTACTS:-20000} --leads $${LEADS:-10000}
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

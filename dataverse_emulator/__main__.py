@@ -1,6 +1,6 @@
 """``python -m dataverse_emulator --port PORT [--contacts N] [--leads N] [--seed S]``.
 
-Prints the organization URL on the first line, then serves until interrupted.
+Prints the organization URL on the first line, then serves until interrupted (Ctrl+C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -8,10 +8,29 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+from types import FrameType
+from typing import Any
 
 from .organization import SeedParams
 from .server import EmulatorServer
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    """Turn SIGTERM into the same orderly stop as Ctrl+C, so the database and temp files are closed."""
+    raise KeyboardInterrupt
+
+
+def _modes(text: str) -> dict[str, Any]:
+    """The ``--modes`` JSON object; a ``ValueError`` names what is wrong."""
+    try:
+        modes = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--modes is not JSON: {exc}") from exc
+    if not isinstance(modes, dict):
+        raise ValueError("--modes must be a JSON object")
+    return modes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,23 +46,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.contacts < 0 or args.leads < 0:
         parser.error("--contacts and --leads must be >= 0")
+    if args.seed < 0:
+        parser.error("--seed must be >= 0")
+    if not 0 <= args.port <= 65535:
+        parser.error("--port must be from 0 to 65535")
     try:
-        modes = json.loads(args.modes)
-        if not isinstance(modes, dict):
-            raise ValueError("--modes must be a JSON object")
         server = EmulatorServer(
             host=args.host,
             port=args.port,
             seed=SeedParams(contacts=args.contacts, leads=args.leads, seed=args.seed),
             database=args.database,
-            modes=modes,
+            modes=_modes(args.modes),
         )
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(server.base_url, flush=True)
-    logging.basicConfig(level=logging.WARNING)
+    except SystemExit:  # werkzeug's server exits when it cannot listen, after saying why on stderr
+        print(f"error: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _stop)
     try:
+        print(server.base_url, flush=True)
+        logging.basicConfig(level=logging.WARNING)
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Callable
 from typing import Any
 
-from .addressing import parse_key
+from .addressing import RowKey, parse_key
 from .errors import ApiError, bad_request, entity_not_found
 from .exchange import ApiRequest, ApiResponse, error_response, json_response, no_content
 from .metadata import entity_children, entity_definition, relationship_by_id, relationship_definition
 from .organization import Organization
 from .query import retrieve, run_query
-from .schema import Entity
+from .schema import Entity, metadata_id
+from .values import new_guid
 from .writes import clear_reference, delete_row, update_multiple, write_row
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -63,6 +65,8 @@ def handle(org: Organization, request: ApiRequest, batch: Callable[[ApiRequest],
     """Answer one request; any ``ApiError`` becomes a Dataverse error body."""
     kind, parts = classify(request)
     try:
+        if kind == "batch" and request.inner:
+            raise bad_request("A $batch request cannot contain another $batch request.")
         response = batch(request) if kind == "batch" else _dispatch(org, request, kind, parts)
     except ApiError as error:
         response = error_response(error)
@@ -77,8 +81,13 @@ def _table(org: Organization, entity_set: str) -> Entity:
     return entity
 
 
-def _entity_id(request: ApiRequest, entity: Entity, key: str) -> dict[str, str]:
-    return {"OData-EntityId": f"{request.base_url}{entity.entity_set}({key})"}
+def _entity_id(request: ApiRequest, entity: Entity, key: RowKey) -> dict[str, str]:
+    """The ``OData-EntityId`` of a written row, in the canonical form (lowercase GUID) Dataverse answers."""
+    text = key.id
+    if key.partition_id is not None:
+        literal = key.partition_id.replace("'", "''")
+        text = f"{entity.primary_id}={key.id},partitionid='{literal}'"
+    return {"OData-EntityId": f"{request.base_url}{entity.entity_set}({text})"}
 
 
 def _dispatch(org: Organization, request: ApiRequest, kind: str, parts: tuple[str, ...]) -> ApiResponse:
@@ -110,17 +119,18 @@ def _dispatch(org: Organization, request: ApiRequest, kind: str, parts: tuple[st
     if kind == "retrieve":
         return json_response(200, retrieve(org, entity, key, request))
     if kind == "update":
-        created = write_row(
-            org,
-            entity,
-            key,
-            request.json(),
-            request.user,
-            if_match=request.header("if-match"),
-            if_none_match=request.header("if-none-match"),
-        )
-        org.stats.written(entity.logical_name, 1, request.user)
-        return _written(org, request, entity, parts[1], key.id, created)
+        with org.store.lock:  # counted under the lock, so a change set's rollback sees a settled count
+            created = write_row(
+                org,
+                entity,
+                key,
+                request.json(),
+                request.user,
+                if_match=request.header("if-match"),
+                if_none_match=request.header("if-none-match"),
+            )
+            org.stats.written(entity.logical_name, 1, request.user)
+        return _written(org, request, entity, key, created)
     if kind == "delete":
         delete_row(org, entity, key, request.user)
         return no_content()
@@ -129,11 +139,12 @@ def _dispatch(org: Organization, request: ApiRequest, kind: str, parts: tuple[st
 
 
 def _written(
-    org: Organization, request: ApiRequest, entity: Entity, key_text: str, key: str, created: bool
+    org: Organization, request: ApiRequest, entity: Entity, key: RowKey, created: bool
 ) -> ApiResponse:
-    headers = _entity_id(request, entity, key_text)
-    if "return" in request.prefer() and request.prefer()["return"] == "representation":
-        body = retrieve(org, entity, parse_key(entity, key_text), _plain_get(request))
+    """204 with the row's address, or with ``Prefer: return=representation`` the row itself."""
+    headers = _entity_id(request, entity, key)
+    if request.prefer().get("return") == "representation":
+        body = retrieve(org, entity, key, _plain_get(request))
         return json_response(201 if created else 200, body, headers=headers)
     return no_content(headers)
 
@@ -150,17 +161,15 @@ def _create(org: Organization, entity: Entity, request: ApiRequest) -> ApiRespon
     raw = payload.get(entity.primary_id) if isinstance(payload, dict) else None
     if raw is not None and not isinstance(raw, str):
         raise bad_request(f"'{entity.primary_id}' must be a GUID string.")
-    import secrets
-
-    from .values import new_guid
-
     key_text = raw or new_guid(secrets.randbits(128))
     if entity.elastic and isinstance(payload, dict) and isinstance(payload.get("partitionid"), str):
-        key_text = f"{entity.primary_id}={key_text},partitionid='{payload['partitionid']}'"
+        literal = payload["partitionid"].replace("'", "''")
+        key_text = f"{entity.primary_id}={key_text},partitionid='{literal}'"
     key = parse_key(entity, key_text)
-    write_row(org, entity, key, payload, request.user, create_only=True)
-    org.stats.written(entity.logical_name, 1, request.user)
-    return _written(org, request, entity, key_text, key.id, True)
+    with org.store.lock:
+        write_row(org, entity, key, payload, request.user, create_only=True)
+        org.stats.written(entity.logical_name, 1, request.user)
+    return _written(org, request, entity, key, True)
 
 
 def _create_relationship(org: Organization, request: ApiRequest) -> ApiResponse:
@@ -171,8 +180,6 @@ def _create_relationship(org: Organization, request: ApiRequest) -> ApiResponse:
 
 
 def _whoami(org: Organization, request: ApiRequest) -> dict[str, Any]:
-    from .schema import metadata_id
-
     return {
         "@odata.context": f"{request.base_url}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
         "BusinessUnitId": metadata_id("businessunit", "root"),

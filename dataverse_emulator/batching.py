@@ -7,6 +7,7 @@ rolls it back and its single error answer stands for the whole set. Without
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -21,8 +22,8 @@ from .batch import (
     resolve_content_id,
 )
 from .errors import ApiError, bad_request
-from .exchange import ODATA_HEADERS, ApiRequest, ApiResponse
-from .organization import Organization
+from .exchange import ODATA_HEADERS, ApiRequest, ApiResponse, error_response
+from .organization import Organization, Stats
 
 API_PREFIX = "/api/data/v9.2/"
 MAX_INNER_URL = 65_536
@@ -105,8 +106,6 @@ def _run(
     try:
         response = handle(inner_request(outer, part, ids))
     except (ApiError, BatchFormatError) as exc:
-        from .exchange import error_response
-
         error = exc if isinstance(exc, ApiError) else ApiError(400, exc.code, exc.message)
         response = error_response(error)
     return InnerResponse(response.status, response.headers, response.body, part.content_id)
@@ -117,7 +116,7 @@ def _change_set(
 ) -> InnerResponse | ChangeSetResponse:
     ids: dict[str, str] = {}
     answers: list[InnerResponse] = []
-    written = org.stats.rows_written.copy()
+    written = _written_counts(org.stats)
     try:
         with org.store.transaction():
             for part in change_set.requests:
@@ -129,6 +128,28 @@ def _change_set(
                 if part.content_id and location:
                     ids[part.content_id] = location
     except _RolledBackError as rolled_back:
-        org.stats.rows_written = written
+        _restore_written(org.stats, written)
         return rolled_back.response
     return ChangeSetResponse(tuple(answers))
+
+
+_WrittenCounts = tuple[Counter[str], dict[str, int]]
+
+
+def _written_counts(stats: Stats) -> _WrittenCounts:
+    """The rows-written counters (per table and per user) before a change set runs.
+
+    Writers count under the store lock, which the batch holds, so nothing else moves these meanwhile.
+    """
+    return stats.rows_written.copy(), {user: c["rows_written"] for user, c in stats.per_user.items()}
+
+
+def _restore_written(stats: Stats, saved: _WrittenCounts) -> None:
+    """Forget the rows a rolled-back change set counted: they were never written."""
+    tables, users = saved
+    stats.rows_written = tables
+    for user, counter in stats.per_user.items():
+        if users.get(user):
+            counter["rows_written"] = users[user]
+        else:
+            counter.pop("rows_written", None)

@@ -8,6 +8,7 @@ asks for ``Consistency: Strong``.
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 from .errors import METADATA_EXISTS, ApiError, bad_request
@@ -16,6 +17,8 @@ from .schema import Attribute, AttributeType, Entity, Relationship, builtin_enti
 RELATIONSHIP_TYPE = "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
 LOOKUP_TYPE = "Microsoft.Dynamics.CRM.LookupAttributeMetadata"
 CASCADES = ("Assign", "Delete", "Merge", "Reparent", "Share", "Unshare")
+OPTIONAL_CASCADES = ("Archive", "RollupView")
+"""Cascade properties newer API versions also know; accepted, never required."""
 CASCADE_VALUES = ("NoCascade", "Cascade", "Active", "UserOwned", "RemoveLink", "Restrict")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]+$")
 _INVALID_DEFINITION = "0x80044363"
@@ -41,6 +44,7 @@ class Catalog:
     def __init__(self) -> None:
         self.entities: dict[str, Entity] = {e.logical_name: e for e in builtin_entities()}
         self.relationships: dict[str, Relationship] = {}
+        self._lock = threading.Lock()
 
     def entity(self, logical_name: str) -> Entity | None:
         """A table by logical name (case-sensitive, as logical names are lowercase)."""
@@ -83,9 +87,21 @@ class Catalog:
         return None
 
     def add_relationship(self, rel: Relationship, *, display_name: str, visible_at: int) -> list[Attribute]:
-        """Register a relationship and its lookup (and partition id companion) without validation."""
-        referencing = self.entities[rel.referencing_entity]
-        referenced = self.entities[rel.referenced_entity]
+        """Register a relationship and its lookup (and partition id companion).
+
+        The body was validated earlier, but the names are checked again here, under the lock, so two
+        concurrent creations of the same lookup leave one relationship and one refusal, never a half-made
+        second one.
+        """
+        with self._lock:
+            referencing = self.entities[rel.referencing_entity]
+            referenced = self.entities[rel.referenced_entity]
+            self._check_free(rel.schema_name, rel.navigation_property, referencing, referenced)
+            return self._register(rel, referencing, referenced, display_name, visible_at)
+
+    def _register(
+        self, rel: Relationship, referencing: Entity, referenced: Entity, display_name: str, visible_at: int
+    ) -> list[Attribute]:
         rel.visible_at = visible_at
         self.relationships[rel.schema_name] = rel
         added = [
@@ -120,8 +136,15 @@ class Catalog:
         lookup = body["Lookup"]
         if not isinstance(lookup, dict) or _odata_type(lookup.get("@odata.type")) != LOOKUP_TYPE:
             raise bad_request(f"'Lookup' must be a '{LOOKUP_TYPE}'.", _INVALID_DEFINITION)
+        if lookup.get("AttributeType", "Lookup") != "Lookup":
+            raise bad_request(
+                f"The AttributeType of 'Lookup' must be 'Lookup', not '{lookup['AttributeType']}'.",
+                _INVALID_DEFINITION,
+            )
+        if not lookup.get("SchemaName"):
+            raise bad_request("The required field 'Lookup.SchemaName' is missing.", _INVALID_DEFINITION)
         schema_name = _schema_name(body["SchemaName"])
-        lookup_name = _schema_name(lookup.get("SchemaName"))
+        lookup_name = _schema_name(lookup["SchemaName"])
         referenced = self.entity(str(body["ReferencedEntity"]))
         referencing = self.entity(str(body["ReferencingEntity"]))
         if referenced is None or referencing is None:
@@ -134,14 +157,8 @@ class Catalog:
                 _INVALID_DEFINITION,
             )
         self._check_cascade(body.get("CascadeConfiguration"), referenced)
-        if any(r.schema_name.lower() == schema_name.lower() for r in self.relationships.values()):
-            raise bad_request(f"A relationship with the name {schema_name} already exists.", METADATA_EXISTS)
+        self._check_free(schema_name, lookup_name, referencing, referenced)
         logical = lookup_name.lower()
-        if logical in referencing.attributes or f"{logical}pid" in referencing.attributes:
-            raise bad_request(
-                f"An attribute with the name {lookup_name} already exists on {referencing.logical_name}.",
-                METADATA_EXISTS,
-            )
         rel = Relationship(
             schema_name=schema_name,
             referenced_entity=referenced.logical_name,
@@ -159,6 +176,26 @@ class Catalog:
                 text = labels[0]["Label"]
         return rel, text
 
+    def _check_free(
+        self, schema_name: str, lookup_name: str, referencing: Entity, referenced: Entity
+    ) -> None:
+        """Refuse names already taken.
+
+        A relationship name is unique in the organization; a lookup name (and, toward an elastic table,
+        its partition id companion) is unique on the referencing table.
+        """
+        if any(r.schema_name.lower() == schema_name.lower() for r in self.relationships.values()):
+            raise bad_request(f"A relationship with the name {schema_name} already exists.", METADATA_EXISTS)
+        logical = lookup_name.lower()
+        taken = logical in referencing.attributes or (
+            referenced.elastic and f"{logical}pid" in referencing.attributes
+        )
+        if taken:
+            raise bad_request(
+                f"An attribute with the name {lookup_name} already exists on {referencing.logical_name}.",
+                METADATA_EXISTS,
+            )
+
     @staticmethod
     def _check_cascade(cascade: Any, referenced: Entity) -> None:
         if cascade is None:
@@ -166,10 +203,10 @@ class Catalog:
         if not isinstance(cascade, dict):
             raise bad_request("'CascadeConfiguration' must be an object.", _INVALID_DEFINITION)
         for name, value in cascade.items():
-            if name not in CASCADES or value not in CASCADE_VALUES:
+            if name not in CASCADES + OPTIONAL_CASCADES or value not in CASCADE_VALUES:
                 raise bad_request(f"Invalid cascade configuration '{name}': '{value}'.", _INVALID_DEFINITION)
         if referenced.elastic:
-            for name in CASCADES:
+            for name in CASCADES + tuple(n for n in OPTIONAL_CASCADES if n in cascade):
                 if cascade.get(name) != "NoCascade":
                     raise bad_request(
                         f"Cascade configuration '{name}' must be 'NoCascade' for a relationship with the "

@@ -14,7 +14,11 @@ API_PATH = "/api/data/v9.2/"
 
 
 class ControlError(RuntimeError):
-    """The control API refused a request."""
+    """The control API refused a request; ``status`` is the HTTP status it answered."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class WebApi(requests.Session):
@@ -55,9 +59,13 @@ class EmulatorClient:
         response = self._http.request(
             method, f"{self.base_url}/_emulator/{path}", json=body, params=params or None, timeout=300
         )
-        payload = response.json()
-        if response.status_code != 200:
-            raise ControlError(payload.get("error", response.text))
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if response.status_code != 200 or not isinstance(payload, dict):
+            message = payload.get("error") if isinstance(payload, dict) else None
+            raise ControlError(str(message or response.text), response.status_code)
         return payload
 
     def web_api(self, user: str = "hydration-app") -> WebApi:

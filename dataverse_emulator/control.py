@@ -14,6 +14,7 @@ Not part of Dataverse: no token is needed, and it answers plain JSON (errors as 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict
 from typing import Any
 
@@ -22,24 +23,34 @@ from werkzeug.wrappers import Request
 from .generator import SOURCES, publish_deferred, reunify, seed_organization, sync_message_filters
 from .modes import ModeError, Modes
 from .organization import Organization, SeedParams, Stats
-from .truth import links, lookup_for, summarize
+from .truth import NOT_AS_EXPECTED, OUTCOMES, LinkLookupError, links, lookup_for, summarize
 from .values import Precision, format_datetime
 
 Answer = tuple[int, dict[str, Any]]
+MAX_ADVANCE_SECONDS = 100 * 365 * 86_400
+"""The most one clock step may move (or a spread reach back): dates stay within what they can show."""
+log = logging.getLogger(__name__)
 
 
 class ControlError(ValueError):
     """A bad control request (answered 400)."""
 
 
-def _body(request: Request) -> dict[str, Any]:
+def _body(request: Request, known: tuple[str, ...] | None) -> dict[str, Any]:
+    """The JSON object a request carries (none: empty); a field not in ``known`` is refused, not ignored.
+
+    ``known=None`` leaves the names to the caller (modes names them in their own message).
+    """
     raw = request.get_data() or b"{}"
     try:
         body = json.loads(raw)
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
         raise ControlError(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ControlError("the body must be a JSON object")
+    unknown = sorted(set(body) - set(known)) if known is not None else []
+    if unknown:
+        raise ControlError(f"unknown field {unknown[0]!r}; known: {', '.join(known)}")
     return body
 
 
@@ -51,11 +62,14 @@ def _int(body: dict[str, Any], name: str, default: int, low: int = 0) -> int:
 
 
 def handle_control(org: Organization, method: str, path: str, request: Request) -> Answer:
-    """Answer one control request."""
+    """Answer one control request; a failure answers JSON too, so a client can always read it."""
     try:
         return _route(org, method, path.strip("/"), request)
-    except (ControlError, ModeError) as exc:
+    except (ControlError, ModeError, LinkLookupError) as exc:
         return 400, {"error": str(exc)}
+    except Exception as exc:
+        log.exception("control request %s /_emulator/%s failed", method, path)
+        return 500, {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _route(org: Organization, method: str, path: str, request: Request) -> Answer:
@@ -67,15 +81,15 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
         org.stats = Stats()
         return 200, org.stats.to_json()
     if (method, path) == ("POST", "reset"):
-        return _reset(org, _body(request))
+        return _reset(org, _body(request, ("contacts", "leads", "seed", "modes")))
     if (method, path) == ("GET", "modes"):
         return 200, org.modes.to_json()
     if (method, path) == ("PATCH", "modes"):
-        org.modes.update(_body(request), allow_seed=False)
+        org.modes.update(_body(request, None), allow_seed=False)
         sync_message_filters(org)
         return 200, org.modes.to_json()
     if (method, path) == ("POST", "reunify"):
-        return _reunify(org, _body(request))
+        return _reunify(org, _body(request, ("fraction", "seed", "defer_profiles", "spread_seconds")))
     if (method, path) == ("POST", "publish-deferred"):
         return 200, {"published": publish_deferred(org)}
     if (method, path) == ("GET", "sources"):
@@ -86,9 +100,13 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
         )
     if path == "clock" and method in ("GET", "POST"):
         if method == "POST":
-            seconds = _body(request).get("advance_seconds", 0)
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
-                raise ControlError("'advance_seconds' must be a number >= 0")
+            seconds = _body(request, ("advance_seconds",)).get("advance_seconds", 0)
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 <= seconds <= MAX_ADVANCE_SECONDS
+            ):
+                raise ControlError(f"'advance_seconds' must be a number from 0 to {MAX_ADVANCE_SECONDS}")
             org.clock.advance(seconds)
         now = org.clock.now()
         return 200, {"now": format_datetime(now, Precision.MILLISECOND), "now_micros": now}
@@ -117,16 +135,25 @@ def _reunify(org: Organization, body: dict[str, Any]) -> Answer:
     if isinstance(fraction, bool) or not isinstance(fraction, int | float) or not 0 < fraction <= 1:
         raise ControlError("'fraction' must be a number in (0, 1]")
     spread = body.get("spread_seconds", 0)
-    if isinstance(spread, bool) or not isinstance(spread, int | float) or spread < 0:
-        raise ControlError("'spread_seconds' must be a number >= 0")
+    if (
+        isinstance(spread, bool)
+        or not isinstance(spread, int | float)
+        or not 0 <= spread <= MAX_ADVANCE_SECONDS
+    ):
+        raise ControlError(f"'spread_seconds' must be a number from 0 to {MAX_ADVANCE_SECONDS}")
+    defer = body.get("defer_profiles", False)
+    if not isinstance(defer, bool):
+        raise ControlError("'defer_profiles' must be true or false")
+    now = org.clock.now()
     counts = reunify(
         org,
         fraction=float(fraction),
         seed=_int(body, "seed", 1),
-        defer_profiles=bool(body.get("defer_profiles", False)),
+        defer_profiles=defer,
         spread_seconds=float(spread),
+        now=now,
     )
-    return 200, {"changes": counts, "at": format_datetime(org.clock.now(), Precision.MILLISECOND)}
+    return 200, {"changes": counts, "at": format_datetime(now, Precision.MILLISECOND), "at_micros": now}
 
 
 def _links(org: Organization, table: str, lookup: str | None, rows: str) -> Answer:
@@ -136,13 +163,9 @@ def _links(org: Organization, table: str, lookup: str | None, rows: str) -> Answ
         raise ControlError("'rows' must be all, wrong or none")
     rel = lookup_for(org, table, lookup)
     partitioned = rel is not None and f"{rel.referencing_attribute}pid" in org.entity(table).attributes
-    if rows == "all":
-        every = list(links(org, table, lookup))
-        counts, _ = summarize(iter(every), partitioned)
-        listed = every
-    else:
-        counts, wrong = summarize(links(org, table, lookup), partitioned)
-        listed = wrong if rows == "wrong" else []
+    keep = {"all": OUTCOMES, "wrong": NOT_AS_EXPECTED, "none": ()}[rows]
+    with org.store.lock:
+        counts, listed = summarize(links(org, table, lookup), partitioned, keep)
     return 200, {
         "table": table,
         "lookup": rel.referencing_attribute if rel else None,

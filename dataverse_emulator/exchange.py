@@ -7,6 +7,7 @@ small model rather than the server library's objects.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -15,6 +16,7 @@ from typing import Any
 from .errors import ApiError
 
 ODATA_HEADERS = {"OData-Version": "4.0"}
+_PREFERENCE = re.compile(r'\s*([^=,\s]+)\s*(?:=\s*("[^"]*"|[^,]*))?\s*(?:,|$)')
 JSON_TYPE = "application/json; odata.metadata=minimal"
 
 
@@ -46,10 +48,8 @@ class ApiRequest:
     def prefer(self) -> dict[str, str]:
         """The ``Prefer`` preferences as name → value (``""`` for a bare preference)."""
         found: dict[str, str] = {}
-        for part in (self.header("prefer") or "").split(","):
-            name, _, value = part.strip().partition("=")
-            if name:
-                found[name.strip().lower()] = value.strip().strip('"')
+        for name, value in _PREFERENCE.findall(self.header("prefer") or ""):
+            found[name.lower()] = value.strip().strip('"')
         return found
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +24,14 @@ from .values import new_guid, store_datetime
 CRM_USER = "crm-user"
 """The user seeded and newly created source rows are written as."""
 DAY = 86_400_000_000
+UNMAPPED_SHARE = 0.05
+"""Source rows unification left without a profile."""
+MARKETING_SHARE = 0.04
+"""Sales contacts that the Marketing data source also names (a second mapping row for one contact)."""
+CONFLICT_SHARE = 0.5
+"""Of those, the ones whose Marketing row names another profile: the newest ``modifiedon`` wins."""
+UPPER_SHARE = 0.01
+"""Mapping rows whose GUID value is in upper case."""
 _FIRST = [
     "Ana",
     "Ben",
@@ -167,7 +176,15 @@ class _Maker:
 
 
 def seed_organization(org: Organization) -> dict[str, int]:
-    """Rebuild every table and fill it from ``org.seed``; return the row counts."""
+    """Rebuild every table and fill it from ``org.seed``; return the row counts.
+
+    One transaction holds it all: SQLite then writes once instead of committing every row.
+    """
+    with org.store.transaction():
+        return _seed(org)
+
+
+def _seed(org: Organization) -> dict[str, int]:
     org.rebuild()
     rng = random.Random(org.seed.seed)
     make = _Maker(org, rng)
@@ -180,8 +197,8 @@ def seed_organization(org: Organization) -> dict[str, int]:
     org.store.insert_many(org.entity("contact"), contact_rows, ("contactid", *SOURCE_COLUMNS))
     org.store.insert_many(org.entity("lead"), lead_rows, ("leadid", *SOURCE_COLUMNS))
 
-    mapped = [(SALES_CONTACT, k) for k in contacts if rng.random() >= 0.05]
-    mapped += [(SALES_LEAD, k) for k in leads if rng.random() >= 0.05]
+    mapped = [(SALES_CONTACT, k) for k in contacts if rng.random() >= UNMAPPED_SHARE]
+    mapped += [(SALES_LEAD, k) for k in leads if rng.random() >= UNMAPPED_SHARE]
     rng.shuffle(mapped)
     profiles: list[dict[str, Any]] = []
     mappings: list[dict[str, Any]] = []
@@ -195,13 +212,13 @@ def seed_organization(org: Organization) -> dict[str, int]:
         profile = make.profile(unified())
         profiles.append(profile)
         for source, key in mapped[index : index + size]:
-            value = key.upper() if rng.random() < 0.01 else key
+            value = key.upper() if rng.random() < UPPER_SHARE else key
             mappings.append(make.mapping(source, value, profile, unified()))
-            if source is SALES_CONTACT and rng.random() < 0.02:
-                other = profile if rng.random() < 0.9 or not profiles else rng.choice(profiles)
-                row = make.mapping(MARKETING_CONTACT, key, other, 0)
-                row["modifiedon"] = mappings[-1]["modifiedon"] + rng.choice((-5, 5)) * 1_000_000
-                mappings.append(row)
+            if source is SALES_CONTACT and rng.random() < MARKETING_SHARE:
+                earlier = profiles[:-1]
+                other = rng.choice(earlier) if earlier and rng.random() < CONFLICT_SHARE else profile
+                at = mappings[-1]["modifiedon"] + rng.choice((-5, 5)) * 1_000_000
+                mappings.append(make.mapping(MARKETING_CONTACT, key, other, at))
         if rng.random() < 0.3:
             mappings.append(make.mapping(LOYALTY, f"LOY-{rng.randrange(10**7):07d}", profile, unified()))
         index += size
@@ -240,36 +257,58 @@ def sync_message_filters(org: Organization) -> None:
         org.store.insert_many(entity, rows, ("sdkmessagefilterid", "primaryobjecttypecode", "sdkmessagename"))
 
 
+CHANGES = (
+    "moved",
+    "mapped_existing",
+    "mapped_new",
+    "deleted",
+    "merged_profiles",
+    "merged_rows",
+    "new_profiles",
+    "deferred_profiles",
+)
+"""The change counts ``reunify`` answers."""
+MOVED_SHARE, NEW_SHARE, DELETED_SHARE = 0.35, 0.25, 0.2
+"""How the changed rows split; the rest of the goal is met by merging profiles."""
+
+
 def reunify(
-    org: Organization, *, fraction: float, seed: int, defer_profiles: bool = False, spread_seconds: float = 0
+    org: Organization,
+    *,
+    fraction: float,
+    seed: int,
+    defer_profiles: bool = False,
+    spread_seconds: float = 0,
+    now: int | None = None,
 ) -> dict[str, int]:
-    """Change about ``fraction`` of the Dataverse mapping rows as a new unification would."""
+    """Change about ``fraction`` of the Dataverse mapping rows as a new unification would.
+
+    Profiles are merged first, and a merge target is never itself merged away in the same run, so all
+    former rows of a merged profile end on one surviving profile. Then contacts that had no mapping row,
+    and contacts created now, get one. Last, rows not yet touched are moved to another surviving profile
+    or deleted. Every existing mapping row changes at most once, so the counts say exactly what changed.
+    Changed rows get a ``modifiedon`` of ``now`` (default: server time), or up to ``spread_seconds``
+    before it.
+    """
     if not 0 < fraction <= 1:
         raise ValueError("fraction must be in (0, 1]")
+    if spread_seconds < 0:
+        raise ValueError("spread_seconds must be >= 0")
     rng = random.Random(seed)
     make = _Maker(org, rng)
-    mapping, profile_table = org.entity("msdynci_alternatekey"), org.entity("msdynci_customerprofile")
-    counts = dict.fromkeys(
-        (
-            "moved",
-            "mapped_existing",
-            "mapped_new",
-            "deleted",
-            "merged_profiles",
-            "merged_rows",
-            "new_profiles",
-            "deferred_profiles",
-        ),
-        0,
-    )
-    now = org.clock.now()
+    mapping = org.entity("msdynci_alternatekey")
+    counts = dict.fromkeys(CHANGES, 0)
+    now = org.clock.now() if now is None else now
     lag = org.visible_at(mapping, now)
 
-    def when() -> int:
-        return make.stamp(now - int(rng.uniform(0, spread_seconds) * 1_000_000))
+    spread = int(spread_seconds * 1_000_000)
 
-    def write(table: Any, key: str, values: dict[str, Any]) -> None:
-        org.store.update(table, key, {**values, "modifiedon": when()}, writer=CID_USER, visible_at=lag)
+    def when() -> int:
+        return make.stamp(now - int(rng.uniform(0, spread)))
+
+    def relink(key: str, profile: dict[str, Any]) -> None:
+        values = {**_link(profile), "modifiedon": when()}
+        org.store.update(mapping, key, values, writer=CID_USER, visible_at=lag)
 
     with org.store.transaction():
         dv = [s.datasource for s in SOURCES if s.dataverse]
@@ -279,45 +318,74 @@ def reunify(
             f"WHERE msdynci_datasourcename IN ({','.join('?' * len(dv))}) ORDER BY msdynci_alternatekeyid",
             dv,
         )
-        profiles = [
-            dict(r)
+        profiles = {
+            r["id"]: dict(r)
             for r in org.store.fetch(
-                f"SELECT msdynci_customerprofileid AS id, msdynci_customerid AS cid, partitionid AS pid "
-                f"FROM {quote(profile_table.logical_name)} ORDER BY msdynci_customerprofileid"
+                "SELECT msdynci_customerprofileid AS id, msdynci_customerid AS cid, partitionid AS pid "
+                "FROM msdynci_customerprofile ORDER BY msdynci_customerprofileid"
             )
-        ]
+        }
         if not rows or len(profiles) < 2:
             return counts
         total = max(1, round(fraction * len(rows)))
-        picks = rng.sample(range(len(rows)), min(len(rows), total))
-        plan = {"moved": int(total * 0.35), "new": int(total * 0.25), "deleted": int(total * 0.2)}
-        cursor = 0
-        for i in picks[cursor : cursor + plan["moved"]]:
-            target = rng.choice([p for p in rng.sample(profiles, 2) if p["id"] != rows[i]["profile"]])
-            write(mapping, rows[i]["id"], _link(target))
+        moves, news, deletes = int(total * MOVED_SHARE), int(total * NEW_SHARE), int(total * DELETED_SHARE)
+        touched = _merge(org, rng, profiles, total - moves - news - deletes, counts, relink)
+        survivors = list(profiles.values())
+        _map_new_rows(org, make, rng, news, survivors, counts, when, lag, defer_profiles, now - spread)
+        untouched = [r for r in rows if r["id"] not in touched]
+        picks = rng.sample(untouched, min(len(untouched), moves + deletes))
+        for row in picks[:moves]:
+            if len(survivors) < 2:
+                break
+            relink(row["id"], rng.choice([p for p in rng.sample(survivors, 2) if p["id"] != row["profile"]]))
             counts["moved"] += 1
-        cursor += plan["moved"]
-        for i in picks[cursor : cursor + plan["deleted"]]:
-            org.store.delete(mapping, rows[i]["id"])
+        for row in picks[moves:]:
+            org.store.delete(mapping, row["id"])
             counts["deleted"] += 1
-        cursor += plan["deleted"]
-        _map_new_rows(org, make, rng, plan["new"], profiles, counts, when, lag, defer_profiles)
-        merged_rows_goal = total - cursor - plan["new"]
-        by_id = {p["id"]: p for p in profiles}
-        while counts["merged_rows"] < merged_rows_goal and len(by_id) > 1:
-            victim, target = rng.sample(sorted(by_id), 2)
-            members = org.store.fetch(
-                f"SELECT msdynci_alternatekeyid AS id FROM {quote(mapping.logical_name)} "
-                "WHERE msdynci_lookupfield_customer = ?",
-                (victim,),
-            )
-            for member in members:
-                write(mapping, member["id"], _link(by_id[target]))
-            org.store.delete(profile_table, victim)
-            del by_id[victim]
-            counts["merged_profiles"] += 1
-            counts["merged_rows"] += len(members)
     return counts
+
+
+def _merge(
+    org: Organization,
+    rng: random.Random,
+    profiles: dict[str, dict[str, Any]],
+    goal: int,
+    counts: dict[str, int],
+    relink: Callable[[str, dict[str, Any]], None],
+) -> set[str]:
+    """Merge profiles into others until ``goal`` mapping rows moved; delete the merged ones.
+
+    ``profiles`` loses the merged profiles; the answer is the mapping rows changed. Picks are drawn by
+    index from the sorted ids and redrawn when excluded, which stays cheap on a million profiles.
+    """
+    ids = list(profiles)
+    targets: set[str] = set()
+    touched: set[str] = set()
+    profile_table = org.entity("msdynci_customerprofile")
+
+    def draw(excluded: set[str]) -> str:
+        while True:
+            candidate = ids[rng.randrange(len(ids))]
+            if candidate in profiles and candidate not in excluded:
+                return candidate
+
+    while counts["merged_rows"] < goal and len(profiles) >= 2 and len(profiles) > len(targets):
+        victim = draw(targets)
+        target = profiles[draw({victim})]
+        members = org.store.fetch(
+            "SELECT msdynci_alternatekeyid AS id FROM msdynci_alternatekey "
+            "WHERE msdynci_lookupfield_customer = ? ORDER BY msdynci_alternatekeyid",
+            (victim,),
+        )
+        for member in members:
+            relink(member["id"], target)
+            touched.add(member["id"])
+        org.store.delete(profile_table, victim)
+        del profiles[victim]
+        targets.add(target["id"])
+        counts["merged_profiles"] += 1
+        counts["merged_rows"] += len(members)
+    return touched
 
 
 def _link(profile: dict[str, Any]) -> dict[str, Any]:
@@ -335,11 +403,17 @@ def _map_new_rows(
     count: int,
     profiles: list[dict[str, Any]],
     counts: dict[str, int],
-    when: Any,
+    when: Callable[[], int],
     lag: int,
     defer_profiles: bool,
+    earliest: int,
 ) -> None:
-    """Map source rows that had no mapping (half existing, half created now) to old or new profiles."""
+    """Map source rows that had no mapping (half existing, half created now) to old or new profiles.
+
+    A new contact is created an hour before ``earliest``, the earliest moment the re-unification may
+    stamp, so its mapping row is never older than the contact. With ``defer_profiles`` a new profile is
+    held back until ``publish_deferred``: its mapping rows name a profile that does not exist yet.
+    """
     contact = org.entity("contact")
     unmapped = [
         r["contactid"]
@@ -348,14 +422,14 @@ def _map_new_rows(
             "FROM msdynci_alternatekey WHERE msdynci_entityname = 'contact') ORDER BY contactid"
         )
     ]
-    now = org.clock.now()
+    created_at = earliest - 3_600_000_000
     for n in range(count):
         if n % 2 == 0 and unmapped:
             key = unmapped.pop(rng.randrange(len(unmapped)))
             counts["mapped_existing"] += 1
         else:
             key = make.guid()
-            row = make.person("contactid", key, now)
+            row = make.person("contactid", key, created_at)
             org.store.insert(
                 contact, {k: v for k, v in row.items() if k != WRITER}, writer=CRM_USER, visible_at=0
             )
@@ -368,7 +442,7 @@ def _map_new_rows(
                 "partitionid": source_profile["pid"],
             }
         else:
-            profile = make.profile(now)
+            profile = make.profile(earliest)
             profile["modifiedon"] = profile["createdon"] = when()
             profile[VISIBLE_AT] = lag
             counts["new_profiles"] += 1
@@ -377,17 +451,25 @@ def _map_new_rows(
                 counts["deferred_profiles"] += 1
             else:
                 org.store.insert_many(org.entity("msdynci_customerprofile"), [profile], PROFILE_COLUMNS)
-        row = make.mapping(SALES_CONTACT, key, profile, 0)
-        row["modifiedon"] = row["createdon"] = when()
+        row = make.mapping(SALES_CONTACT, key, profile, when())
         row[VISIBLE_AT] = lag
         org.store.insert_many(org.entity("msdynci_alternatekey"), [row], MAPPING_COLUMNS)
 
 
 def publish_deferred(org: Organization) -> int:
-    """Write the profiles a deferred re-unification held back (CI-D writing its tables out of order)."""
+    """Write the profiles a deferred re-unification held back (CI-D writing its tables out of order).
+
+    They are written now, so they carry the publishing time and become visible after the read lag from
+    now, as a late write would.
+    """
+    entity = org.entity("msdynci_customerprofile")
     with org.store.transaction():
-        count = org.store.insert_many(
-            org.entity("msdynci_customerprofile"), list(org.deferred), PROFILE_COLUMNS
-        )
+        now = org.clock.now()
+        stamp = store_datetime(now, org.modes.precision)
+        rows = [
+            {**p, "createdon": stamp, "modifiedon": stamp, VISIBLE_AT: org.visible_at(entity, now)}
+            for p in org.deferred
+        ]
+        count = org.store.insert_many(entity, rows, PROFILE_COLUMNS)
         org.deferred.clear()
     return count

@@ -153,6 +153,12 @@ class Organization:
                     )
             for entity in self.catalog.entities.values():
                 self.store.create_table(entity)
+            mapping = self.entity("msdynci_alternatekey")
+            self.store.index(mapping, "msdynci_alternatevalue")
+            self.store.execute(  # the truth's join key: the source row id a mapping row names
+                "CREATE INDEX IF NOT EXISTS ix_mapping_source ON msdynci_alternatekey "
+                "(lower(trim(msdynci_alternatevalue, '{}')), msdynci_entityname)"
+            )
             self.store.execute("DELETE FROM _snapshots")
             self.deferred.clear()
 

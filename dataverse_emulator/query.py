@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote as urlquote
@@ -20,16 +22,21 @@ from urllib.parse import unquote
 from .addressing import RowKey
 from .errors import ELASTIC_EXPAND, ApiError, bad_request, not_found
 from .exchange import ApiRequest
+from .modes import PAGING
 from .odata_filter import Column, QueryError, parse_filter, parse_orderby, parse_select, to_sql
 from .organization import Organization
-from .rows import render
+from .rows import render, stored_column
 from .schema import QUERY_PATHS, Attribute, Entity
 from .store import quote
 
 MAX_PAGE = 5000
 _SAFE = ",'()/:=@*$"
+_COOKIE_SAFE = "=/"
+"""Characters the outer paging cookie keeps literal in a next link, as Dataverse's links show them."""
 KNOWN_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$skiptoken", "$expand", "$skip", "$count"}
 _COOKIE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([^"]*)" istracking="False" />$')
+_TOKEN_KEY = secrets.token_bytes(32)
+"""Signs paging cookies, so an edited or made-up ``$skiptoken`` is refused instead of misread."""
 
 
 def query_error(exc: QueryError) -> ApiError:
@@ -108,7 +115,7 @@ def plan_query(org: Organization, entity: Entity, request: ApiRequest, now: int)
             return Column(quote(paths[name]), entity.attributes[paths[name]].type.edm)
         if name not in columns:
             raise unknown_property(entity, name)
-        return Column(quote(columns[name].logical_name), columns[name].type.edm)
+        return Column(quote(stored_column(columns[name])), columns[name].type.edm)
 
     where, params = "1", list[Any]()
     try:
@@ -119,7 +126,7 @@ def plan_query(org: Organization, entity: Entity, request: ApiRequest, now: int)
             resolve(name)
     except QueryError as exc:
         raise query_error(exc) from exc
-    order = [(columns[n].logical_name if n in columns else paths[n], desc) for n, desc in order]
+    order = [(stored_column(columns[n]) if n in columns else paths[n], desc) for n, desc in order]
     if entity.primary_id not in [n for n, _ in order]:
         order.append((entity.primary_id, False))
     fingerprint = hashlib.sha256(
@@ -136,10 +143,35 @@ def page_size(request: ApiRequest) -> tuple[int, bool]:
     return MAX_PAGE, False
 
 
+def _sign(payload: str) -> str:
+    return hmac.new(_TOKEN_KEY, payload.encode(), hashlib.sha256).hexdigest()[:32]
+
+
 def encode_token(state: dict[str, Any]) -> str:
-    """The opaque ``$skiptoken``: a cookie shaped like Dataverse's, carrying the cursor."""
-    inner = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+    """The opaque ``$skiptoken``: a cookie shaped like Dataverse's, carrying the signed cursor."""
+    payload = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
+    inner = f"{payload}.{_sign(payload)}"
     return f'<cookie pagenumber="{state["page"]}" pagingcookie="{urlquote(inner)}" istracking="False" />'
+
+
+def _valid_state(state: Any, plan: Plan, page: int) -> bool:
+    """Whether a decoded cursor has the shape ``run_query`` writes, for this query and page."""
+
+    def count(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+    return (
+        isinstance(state, dict)
+        and state.get("q") == plan.fingerprint
+        and state.get("page") == page
+        and count(state.get("served"))
+        and count(state.get("seq"))
+        and state.get("mode") in PAGING
+        and isinstance(state.get("last"), list)
+        and len(state["last"]) == len(plan.order)
+        and (state.get("snap") is None or isinstance(state["snap"], str))
+        and (state["mode"] != "snapshot" or isinstance(state.get("snap"), str))
+    )
 
 
 def decode_token(token: str, plan: Plan) -> dict[str, Any]:
@@ -148,12 +180,16 @@ def decode_token(token: str, plan: Plan) -> dict[str, Any]:
     try:
         if not match:
             raise ValueError
-        state = json.loads(base64.urlsafe_b64decode(unquote(match.group(2)).encode()))
-        if not isinstance(state, dict) or state.get("q") != plan.fingerprint:
+        payload, _, signature = unquote(match.group(2)).rpartition(".")
+        if not hmac.compare_digest(signature, _sign(payload)):
+            raise ValueError
+        state = json.loads(base64.urlsafe_b64decode(payload.encode()))
+        if not _valid_state(state, plan, int(match.group(1))):
             raise ValueError
     except (ValueError, TypeError) as exc:
         raise bad_request("The $skiptoken is not valid for this query.") from exc
-    return state
+    result: dict[str, Any] = state
+    return result
 
 
 def _after(plan: Plan, last: list[Any]) -> tuple[str, list[Any]]:
@@ -213,18 +249,33 @@ def run_query(
             "mode": state["mode"],
             "last": [rows[-1][c] for c in order_cols],
             "snap": state.get("snap"),
-            "seq": state.get("seq", 0) + len(rows),
+            "seq": rows[-1][_SEQ] if state.get("snap") else 0,
         }
         body["@odata.nextLink"] = next_link(request, entity, encode_token(state))
     elif state.get("snap"):
         org.store.execute("DELETE FROM _snapshots WHERE id = ?", (state["snap"],))
-    headers = {"Preference-Applied": f"odata.maxpagesize={size}"} if honoured else {}
+    applied = []
+    if _annotations(request):
+        applied.append(f'odata.include-annotations="{request.prefer()["odata.include-annotations"]}"')
+    if honoured:
+        applied.append(f"odata.maxpagesize={size}")
+    headers = {"Preference-Applied": ",".join(applied)} if applied else {}
     return body, headers
+
+
+_SEQ = "_snapshot_seq"
+"""The column a snapshot page carries each row's position in, so the next page starts after it."""
 
 
 def _fetch(
     org: Organization, plan: Plan, user: str, now: int, state: dict[str, Any], limit: int
 ) -> list[Any]:
+    """The next ``limit`` rows of a query under the cursor's paging mode, as ``user`` sees them now.
+
+    A snapshot keeps the first page's membership and order, but a later page still shows only rows
+    the reader can see at that moment (an elastic row rewritten by another user during the read lag
+    is absent, as it is from every other read).
+    """
     visible, visible_params = org.visible_sql(plan.entity, user, now)
     table = quote(plan.entity.logical_name)
     where = f"{visible} AND ({plan.where})"
@@ -233,10 +284,8 @@ def _fetch(
     mode = state["mode"]
     if mode == "snapshot":
         with org.store.lock:
-            if "snap" not in state or state["snap"] is None:
-                state["snap"] = hashlib.sha256(f"{plan.fingerprint}{now}{id(state)}".encode()).hexdigest()[
-                    :20
-                ]
+            if state.get("snap") is None:
+                state["snap"] = secrets.token_hex(10)
                 state["seq"] = 0
                 org.store.execute(
                     "INSERT INTO _snapshots (id, seq, key) "
@@ -245,16 +294,17 @@ def _fetch(
                     [state["snap"], *params],
                 )
             return org.store.fetch(
-                f"SELECT t.* FROM _snapshots s JOIN {table} t ON t.{quote(plan.entity.primary_id)} = s.key "
-                f"WHERE s.id = ? AND s.seq > ? ORDER BY s.seq LIMIT ?",
-                [state["snap"], state["seq"], limit],
+                f"SELECT t.*, s.seq AS {_SEQ} FROM _snapshots s "
+                f"JOIN {table} t ON t.{quote(plan.entity.primary_id)} = s.key "
+                f"WHERE s.id = ? AND s.seq > ? AND {visible} ORDER BY s.seq LIMIT ?",
+                [state["snap"], state["seq"], *visible_params, limit],
             )
     if mode == "offset":
         return org.store.fetch(
             f"SELECT * FROM {table} WHERE {where} ORDER BY {order_sql} LIMIT ? OFFSET ?",
             [*params, limit, state["served"]],
         )
-    if "last" in state:
+    if state.get("last") is not None:
         after, after_params = _after(plan, state["last"])
         where, params = f"{where} AND {after}", [*params, *after_params]
     return org.store.fetch(
@@ -269,7 +319,7 @@ def next_link(request: ApiRequest, entity: Entity, token: str) -> str:
         for name, value in request.query.items()
         if name != "$skiptoken"
     ]
-    parts.append(f"$skiptoken={urlquote(token, safe='')}")
+    parts.append(f"$skiptoken={urlquote(token, safe=_COOKIE_SAFE)}")
     return f"{request.base_url}{entity.entity_set}?{'&'.join(parts)}"
 
 

@@ -16,11 +16,18 @@ from .store import VERSION
 from .values import Precision, format_datetime, normalize_guid, parse_datetime
 
 PROFILE_ENTITY = "msdynci_customerprofile"
+ROW_VERSION_COLUMN = "versionnumber"
+"""The column Dataverse fills with the row version (the number inside ``@odata.etag``)."""
 
 
 def etag(version: int) -> str:
     """The weak ETag of a row version, as Dataverse writes it."""
     return f'W/"{version}"'
+
+
+def stored_column(attribute: Attribute) -> str:
+    """The store column that answers ``attribute``: ``versionnumber`` is the row version itself."""
+    return VERSION if attribute.logical_name == ROW_VERSION_COLUMN else attribute.logical_name
 
 
 def render(
@@ -31,17 +38,20 @@ def render(
     *,
     navigation: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """One row as JSON; ``navigation`` (lookup → nav property) adds lookup annotations when asked."""
+    """One row as JSON; ``navigation`` (lookup → nav property) adds lookup annotations when asked.
+
+    Annotations come before the value they describe, in the order Dataverse writes them.
+    """
     body: dict[str, Any] = {"@odata.etag": etag(int(row[VERSION]))}
     for attribute in attributes:
-        value = row[attribute.logical_name]
-        body[attribute.query_name] = to_json_value(attribute, value, precision)
+        value = row[stored_column(attribute)]
+        name = attribute.query_name
         if navigation is not None and attribute.type is AttributeType.LOOKUP and value is not None:
-            name = attribute.query_name
             body[f"{name}@Microsoft.Dynamics.CRM.associatednavigationproperty"] = navigation.get(
                 attribute.logical_name, attribute.schema_name
             )
             body[f"{name}@Microsoft.Dynamics.CRM.lookuplogicalname"] = attribute.targets[0]
+        body[name] = to_json_value(attribute, value, precision)
     return body
 
 

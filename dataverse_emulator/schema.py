@@ -172,6 +172,54 @@ class Entity:
         }
 
 
+ENTITY_PROPERTIES: dict[str, EdmType | None] = {
+    "MetadataId": EdmType.GUID,
+    "LogicalName": EdmType.STRING,
+    "SchemaName": EdmType.STRING,
+    "EntitySetName": EdmType.STRING,
+    "LogicalCollectionName": EdmType.STRING,
+    "PrimaryIdAttribute": EdmType.STRING,
+    "PrimaryNameAttribute": EdmType.STRING,
+    "ObjectTypeCode": EdmType.INT32,
+    "TableType": EdmType.STRING,
+    "ChangeTrackingEnabled": EdmType.BOOLEAN,
+    "IsCustomEntity": EdmType.BOOLEAN,
+    "DisplayName": None,
+}
+"""The properties of ``EntityMetadata`` the emulator answers, with their type (``None``: complex)."""
+
+ATTRIBUTE_PROPERTIES: dict[str, EdmType | None] = {
+    "MetadataId": EdmType.GUID,
+    "LogicalName": EdmType.STRING,
+    "SchemaName": EdmType.STRING,
+    "EntityLogicalName": EdmType.STRING,
+    "AttributeType": EdmType.STRING,
+    "AttributeTypeName": None,
+    "IsPrimaryId": EdmType.BOOLEAN,
+    "IsCustomAttribute": EdmType.BOOLEAN,
+    "IsValidForRead": EdmType.BOOLEAN,
+    "IsValidForUpdate": EdmType.BOOLEAN,
+    "DisplayName": None,
+}
+"""The properties of the base type ``AttributeMetadata``; derived ones (a lookup's ``Targets``) are not
+among them, as OData only lets a query name them through a type cast."""
+
+RELATIONSHIP_PROPERTIES: dict[str, EdmType | None] = {
+    "MetadataId": EdmType.GUID,
+    "SchemaName": EdmType.STRING,
+    "RelationshipType": EdmType.STRING,
+    "ReferencedEntity": EdmType.STRING,
+    "ReferencedAttribute": EdmType.STRING,
+    "ReferencingEntity": EdmType.STRING,
+    "ReferencingAttribute": EdmType.STRING,
+    "ReferencingEntityNavigationPropertyName": EdmType.STRING,
+    "ReferencedEntityNavigationPropertyName": EdmType.STRING,
+    "IsCustomRelationship": EdmType.BOOLEAN,
+    "CascadeConfiguration": None,
+}
+"""The properties of ``OneToManyRelationshipMetadata``, the type of a table's relationship collections."""
+
+
 def label(text: str) -> dict[str, Any]:
     """A Dataverse ``Label`` object with one English (1033) localized label."""
     localized = {"@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel", "Label": text, "LanguageCode": 1033}

@@ -82,7 +82,10 @@ class EmulatorApp:
             "x-ms-dop-hint": str(self.org.modes.dop_hint),
             "x-ms-service-request-id": secrets.token_hex(16),
         }
-        return Response(answer.body, status=answer.status, headers=headers)
+        response = Response(answer.body, status=answer.status, headers=headers)
+        if not answer.body:
+            response.headers.pop("Content-Type", None)
+        return response
 
     def _web_api(self, request: Request) -> ApiResponse:
         raw_path = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI") or request.full_path

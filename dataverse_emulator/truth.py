@@ -3,13 +3,13 @@
 For a source table, the mapping rows that count are those of its Dataverse data sources whose
 ``msdynci_alternatevalue`` is the row's key (compared after lowercasing and removing braces). The
 newest ``modifiedon`` wins (ties: the greater ``msdynci_alternatekeyid``). If the winner's profile does
-not exist (yet), the row is *pending*: it cannot be linked, and it is not linked to anything else either.
-The truth ignores read lag: it is the state once everything has settled.
+not exist (yet), the row is *pending*: it cannot be linked yet, so whatever its lookup holds it counts as
+neither right nor wrong. The truth ignores read lag: it is the state once everything has settled.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Container, Iterable, Iterator
 from typing import Any
 
 from .generator import SOURCES
@@ -18,16 +18,32 @@ from .schema import Relationship
 from .store import quote
 
 
+class LinkLookupError(ValueError):
+    """The lookup asked for does not exist, or none was named and several could be meant."""
+
+
 def lookup_for(org: Organization, table: str, lookup: str | None) -> Relationship | None:
-    """The lookup to the profile table whose value is 'the link' (a named one, or the only one)."""
-    for rel in org.catalog.relationships.values():
-        if (
-            rel.referencing_entity == table
-            and rel.referenced_entity == "msdynci_customerprofile"
-            and (lookup is None or rel.referencing_attribute == lookup.lower())
-        ):
-            return rel
-    return None
+    """The lookup to the profile table whose value is 'the link': the named one, or the only one.
+
+    Naming is by the lookup's logical name, case-insensitively. With several lookups (CI-D's own and
+    the product's) and none named, the answer would be a guess, so it is refused; with none at all and
+    none named, there is no link yet (every expected link is missing).
+    """
+    candidates = [
+        rel
+        for rel in org.catalog.relationships.values()
+        if rel.referencing_entity == table and rel.referenced_entity == "msdynci_customerprofile"
+    ]
+    if lookup is not None:
+        for rel in candidates:
+            if rel.referencing_attribute == lookup.lower():
+                return rel
+        known = ", ".join(r.referencing_attribute for r in candidates) or "none"
+        raise LinkLookupError(f"{table} has no lookup {lookup!r} to msdynci_customerprofile (it has {known})")
+    if len(candidates) > 1:
+        names = ", ".join(r.referencing_attribute for r in candidates)
+        raise LinkLookupError(f"{table} has several lookups to msdynci_customerprofile ({names}): name one")
+    return candidates[0] if candidates else None
 
 
 def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[dict[str, Any]]:
@@ -44,7 +60,7 @@ def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[
     key = quote(entity.primary_id)
     marks = ",".join("?" * len(sources)) or "NULL"
     sql = f"""
-        WITH ranked AS (
+        WITH ranked AS MATERIALIZED (
             SELECT lower(trim(msdynci_alternatevalue, '{{}}')) AS sid,
                    msdynci_lookupfield_customer AS profile,
                    ROW_NUMBER() OVER (
@@ -72,30 +88,44 @@ def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[
         }
 
 
+OUTCOMES = ("correct", "missing", "wrong", "stale", "pending", "partition_mismatch")
+"""What a row's link can be: as expected; absent; naming another profile; set where nothing is
+expected; waiting for its profile to be written; or naming the right profile with the wrong
+partition id."""
+
+
+def outcome(row: dict[str, Any], partitioned: bool) -> str:
+    """The outcome of one row from ``links``."""
+    expected, current = row["expected"], row["current"]
+    if row["pending"]:
+        return "pending"
+    if expected == current:
+        if expected is not None and partitioned and row["expected_partition"] != row["current_partition"]:
+            return "partition_mismatch"
+        return "correct"
+    if current is None:
+        return "missing"
+    return "stale" if expected is None else "wrong"
+
+
+NOT_AS_EXPECTED = frozenset({"missing", "wrong", "stale", "partition_mismatch"})
+"""The outcomes a correct hydration leaves none of (pending rows wait for CI-D, not for it)."""
+
+
 def summarize(
-    rows: Iterator[dict[str, Any]], partitioned: bool
+    rows: Iterable[dict[str, Any]], partitioned: bool, keep: Container[str] = NOT_AS_EXPECTED
 ) -> tuple[dict[str, int], list[dict[str, Any]]]:
-    """Count rows by outcome; return the counts and the rows that are not as expected."""
-    counts = dict.fromkeys(
-        ("rows", "expected_links", "correct", "missing", "wrong", "stale", "pending", "partition_mismatch"), 0
-    )
-    wrong_rows: list[dict[str, Any]] = []
+    """Count rows by outcome; return the counts and the rows whose outcome is in ``keep``, with it.
+
+    Only the kept rows are held in memory, so a summary of a million rows stays small.
+    """
+    counts = dict.fromkeys(("rows", "expected_links", *OUTCOMES), 0)
+    listed: list[dict[str, Any]] = []
     for row in rows:
+        result = outcome(row, partitioned)
         counts["rows"] += 1
-        expected, current = row["expected"], row["current"]
-        counts["expected_links"] += expected is not None
-        counts["pending"] += row["pending"]
-        if (expected is None and current is None) or row["pending"]:
-            counts["correct"] += not row["pending"]
-            continue
-        if expected == current:
-            if partitioned and row["expected_partition"] != row["current_partition"]:
-                counts["partition_mismatch"] += 1
-                wrong_rows.append(row)
-            else:
-                counts["correct"] += 1
-            continue
-        outcome = "missing" if current is None else ("stale" if expected is None else "wrong")
-        counts[outcome] += 1
-        wrong_rows.append({**row, "outcome": outcome})
-    return counts, wrong_rows
+        counts["expected_links"] += row["expected"] is not None
+        counts[result] += 1
+        if result in keep:
+            listed.append({**row, "outcome": result})
+    return counts, listed

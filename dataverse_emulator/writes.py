@@ -200,10 +200,11 @@ def write_row(
 
 
 def delete_row(org: Organization, entity: Entity, key: RowKey, user: str) -> None:
-    """``DELETE <set>(<id>)``."""
-    if not org.store.delete(entity, key.id):
-        raise not_found(entity.logical_name, key.id)
-    org.stats.written(entity.logical_name, 1, user)
+    """``DELETE <set>(<id>)``, counted under the store lock so a change set's rollback sees settled counts."""
+    with org.store.transaction():
+        if not org.store.delete(entity, key.id):
+            raise not_found(entity.logical_name, key.id)
+        org.stats.written(entity.logical_name, 1, user)
 
 
 def clear_reference(org: Organization, entity: Entity, key: RowKey, nav: str, user: str) -> None:
@@ -211,8 +212,9 @@ def clear_reference(org: Organization, entity: Entity, key: RowKey, nav: str, us
     rel = org.catalog.navigation(entity, nav, org.clock.now())
     if rel is None:
         raise bad_request(f"Resource not found for the segment '{nav}'.", "0x8006088a")
-    write_row(org, entity, key, {nav: None}, user, if_match="*")
-    org.stats.written(entity.logical_name, 1, user)
+    with org.store.transaction():
+        write_row(org, entity, key, {nav: None}, user, if_match="*")
+        org.stats.written(entity.logical_name, 1, user)
 
 
 def update_multiple(org: Organization, entity: Entity, body: Any, user: str) -> int:
@@ -241,9 +243,10 @@ def update_multiple(org: Organization, entity: Entity, body: Any, user: str) -> 
             try:
                 write_row(org, entity, key, target, user, if_match="*")
             except ApiError as exc:
-                if exc.status == 404 and exc.code == "0x80040217" and entity.logical_name in exc.message:
+                if exc.message == not_found(entity.logical_name, key.id).message:
+                    # UpdateMultiple words a missing target in the plural (PA-docs bulk-operations).
                     exc.message = f"{entity.logical_name.capitalize()} With Ids = {key.id} Do Not Exist"
                 raise
             written += 1
-    org.stats.written(entity.logical_name, written, user)
+        org.stats.written(entity.logical_name, written, user)
     return written

@@ -8,6 +8,7 @@ import pytest
 
 from dataverse_emulator import EmulatorServer, SeedParams
 from dataverse_emulator.client import EmulatorClient, WebApi
+from tests.azurite import Azurite
 
 CONTACTS, LEADS, SEED = 300, 150, 7
 
@@ -32,3 +33,16 @@ def api(emulator: EmulatorClient) -> Iterator[WebApi]:
     """A Web API session as the application user, on the freshly reset emulator."""
     with emulator.web_api("hydration-app") as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[Azurite]:
+    """The session's Azurite process (tests that restart it must leave it running)."""
+    with Azurite() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def azurite(azurite_server: Azurite) -> str:
+    """The connection string of the session's Azurite."""
+    return azurite_server.connection_string

@@ -1,0 +1,1 @@
+"""CustomerId Backstamping Hydration: link unified Dataverse rows to their Customer Insights profile."""

@@ -1,0 +1,89 @@
+"""OData literals and names: everything that goes into a URL is validated or escaped here.
+
+Logical names come from configuration and metadata; they are checked against Dataverse's naming rule
+before they reach a URL. String values are single-quoted with quotes doubled; GUIDs are validated and
+normalised (lowercase, hyphenated) and written bare; date-times are written bare in UTC.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+_LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]{1,120}$")
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_GUID = re.compile(
+    r"^\{?([0-9a-fA-F]{8})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{12})\}?$"
+)
+
+
+class InvalidNameError(ValueError):
+    """A table, column or relationship name that is not a valid Dataverse name."""
+
+
+class InvalidKeyError(ValueError):
+    """A value that does not parse as a GUID."""
+
+
+def logical_name(name: str) -> str:
+    """Return ``name`` if it is a valid logical name (lowercase letters, digits, underscores), else raise."""
+    if not isinstance(name, str) or not _LOGICAL_NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"{name!r} is not a valid Dataverse logical name (lowercase letters, digits, _)"
+        )
+    return name
+
+
+def schema_name(name: str) -> str:
+    """Return ``name`` if it is a valid custom schema name (``prefix_Name``), else raise."""
+    if not isinstance(name, str) or not _SCHEMA_NAME.fullmatch(name):
+        raise InvalidNameError(
+            f"{name!r} is not a valid schema name: it needs a publisher prefix, as new_Name"
+        )
+    return name
+
+
+def normalize_guid(value: str) -> str:
+    """The lowercase hyphenated form of a GUID written with or without braces and hyphens."""
+    if isinstance(value, str) and _CANONICAL.fullmatch(value):
+        return value  # the form Dataverse answers with: the common case, kept fast
+    match = _GUID.match(value.strip()) if isinstance(value, str) else None
+    if not match:
+        raise InvalidKeyError(f"not a GUID: {value!r}"[:80])
+    return str(uuid.UUID("".join(match.groups())))
+
+
+def try_guid(value: object) -> str | None:
+    """``normalize_guid`` or ``None``."""
+    try:
+        return normalize_guid(value) if isinstance(value, str) else None
+    except InvalidKeyError:
+        return None
+
+
+def string(value: str) -> str:
+    """A string literal: single quotes, embedded quotes doubled."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def moment(value: datetime) -> str:
+    """A bare UTC date-time literal with milliseconds (``2025-01-01T10:00:00.000Z``)."""
+    if value.tzinfo is None:
+        raise ValueError("date-times sent to Dataverse must be timezone-aware")
+    utc = value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def in_filter(property_name: str, guids: Iterable[str]) -> str:
+    """``Microsoft.Dynamics.CRM.In`` over GUIDs (validated), for reading rows by key in one request."""
+    values = ",".join(string(normalize_guid(g)) for g in guids)
+    name = string(logical_name(property_name))
+    return f"Microsoft.Dynamics.CRM.In(PropertyName={name},PropertyValues=[{values}])"
+
+
+def lookup_value(lookup: str) -> str:
+    """The query name of a lookup's value: ``_<lookup>_value``."""
+    return f"_{logical_name(lookup)}_value"

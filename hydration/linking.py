@@ -1,0 +1,461 @@
+"""Reading, diffing and writing links for one table: the work of a single step.
+
+A step handles one set of source rows: a page of mapping rows in the pass's window, a chunk of the
+retry list, or a page of already-linked source rows (the reconcile). For that set it reads, in one
+``$batch`` of chunked ``Microsoft.Dynamics.CRM.In`` GETs, the rows' current links, every mapping row
+that names them, and the profiles those name; decides each row's winner (the newest mapping row; a
+conflict is counted); and writes only the rows whose link differs, in bulk.
+
+Pages continue after the last key read (``$filter=... and <key> gt <last>``, ordered by key), not by
+following the server's next link: a mapping row that changes during a pass leaves the window, and a
+key-bounded page never skips a row whatever the server's paging does when its result set shrinks.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote
+
+from .checkpoints import Counters
+from .dataverse import odata
+from .dataverse.batch import Part, PartResult
+from .dataverse.client import DataverseClient
+from .dataverse.errors import FatalError, NotFoundError, RequestError, TransientError
+from .dataverse.metadata import LookupInfo, TableInfo
+
+MAPPING_SET = "msdynci_alternatekeys"
+MAPPING_KEY = "msdynci_alternatekeyid"
+MAPPING_VALUE = "msdynci_alternatevalue"
+MAPPING_LOOKUP = "msdynci_lookupfield_customer"
+MAPPING_PID = "msdynci_lookupfield_customerpid"
+PROFILE_SET = "msdynci_customerprofiles"
+PROFILE_KEY = "msdynci_customerprofileid"
+_SAFE = "$,'()=/:@*"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LinkSettings:
+    """Sizes and switches of the linking work."""
+
+    page_size: int = 5000
+    read_chunk: int = 1000
+    write_batch: int = 500
+    parallelism: int | None = None
+    """Concurrent write requests; ``None`` follows the server's ``x-ms-dop-hint``."""
+    plan: bool = False
+    """Dry run: read and diff, write nothing."""
+    clear_stale: bool = True
+    """In the reconcile, clear links whose mapping is gone (``HYDRATION_STALE_LINKS=clear``), else report."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Everything a step needs to know about one source table."""
+
+    table: TableInfo
+    lookup: LookupInfo
+    sources: tuple[tuple[str, str], ...]
+    update_multiple: bool
+
+
+@dataclass(frozen=True)
+class Winner:
+    """The mapping row that decides a source row's link."""
+
+    profile: str | None
+    modifiedon: str
+    key: str
+
+
+@dataclass
+class StepResult:
+    """What a step did, and which rows must be retried later."""
+
+    counters: Counters = field(default_factory=Counters)
+    retries: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    """source id → (reason, profile)."""
+    resolved: set[str] = field(default_factory=set)
+    """source ids that no longer need a retry."""
+    last_key: str | None = None
+    exhausted: bool = False
+
+
+def _query(entity_set: str, options: dict[str, str]) -> str:
+    """A relative URL with percent-encoded query options, safe inside a ``$batch`` request line."""
+    return entity_set + "?" + "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items())
+
+
+def sources_filter(sources: Sequence[tuple[str, str]]) -> str:
+    """The mapping rows of a table's CI-D data sources."""
+    terms = [
+        f"(msdynci_datasourcename eq {odata.string(ds)} and msdynci_entityname eq {odata.string(entity)})"
+        for ds, entity in sources
+    ]
+    return "(" + " or ".join(terms) + ")"
+
+
+class Linker:
+    """Does the steps of one table's pass against one organization."""
+
+    def __init__(
+        self,
+        client: DataverseClient,
+        target: Target,
+        settings: LinkSettings,
+        *,
+        now: Callable[[], datetime],
+    ) -> None:
+        self.client = client
+        self.target = target
+        self.settings = settings
+        self._now = now
+        self._lookup_value = odata.lookup_value(target.lookup.attribute)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def window_filter(self, start: datetime | None, end: datetime, after: str | None) -> str:
+        """The table's mapping rows in the window ``[start, end)`` with keys after ``after``."""
+        terms = [sources_filter(self.target.sources), f"modifiedon lt {odata.moment(end)}"]
+        if start is not None:
+            terms.append(f"modifiedon ge {odata.moment(start)}")
+        if after is not None:
+            terms.append(f"{MAPPING_KEY} gt {odata.normalize_guid(after)}")
+        return " and ".join(terms)
+
+    def mapping_page(
+        self, *, start: datetime | None, end: datetime, after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
+        options = {
+            "$select": f"{MAPPING_KEY},{MAPPING_VALUE}",
+            "$filter": self.window_filter(start, end, after),
+            "$orderby": f"{MAPPING_KEY} asc",
+        }
+        rows = self._first_page(MAPPING_SET, options, kind="read_mapping")
+        return rows, len(rows) < self.settings.page_size
+
+    def linked_page(self, *, after: str | None) -> tuple[list[dict[str, Any]], bool]:
+        """One page of source rows that have a link, with keys after ``after`` (the reconcile)."""
+        key = self.target.table.primary_id
+        terms = [f"{self._lookup_value} ne null"]
+        if after is not None:
+            terms.append(f"{key} gt {odata.normalize_guid(after)}")
+        options = {"$select": key, "$filter": " and ".join(terms), "$orderby": f"{key} asc"}
+        rows = self._first_page(self.target.table.entity_set, options, kind="read_linked")
+        return rows, len(rows) < self.settings.page_size
+
+    def _first_page(self, entity_set: str, options: dict[str, str], *, kind: str) -> list[dict[str, Any]]:
+        payload = self.client.get_json(
+            _query(entity_set, options), kind=kind, Prefer=f"odata.maxpagesize={self.settings.page_size}"
+        )
+        rows = payload.get("value") if isinstance(payload, dict) else None
+        if not isinstance(rows, list):
+            raise TransientError(f"the answer to {kind} has no 'value' list")
+        return rows
+
+    def _batched_reads(self, parts: list[tuple[str, Part]]) -> dict[str, list[dict[str, Any]]]:
+        """Run GETs in ``$batch`` requests (≤ 1000 parts each), following any next links; rows by label."""
+        found: dict[str, list[dict[str, Any]]] = {}
+        for start in range(0, len(parts), 1000):
+            chunk = parts[start : start + 1000]
+            results = self.client.batch([p for _, p in chunk], kind="read_batch")
+            for (label, _), result in zip(chunk, results, strict=True):
+                found.setdefault(label, []).extend(self._rows_of(result))
+        return found
+
+    def _rows_of(self, result: PartResult) -> list[dict[str, Any]]:
+        if result.status >= 400:
+            raise _part_error(result)
+        payload = result.json()
+        rows: list[dict[str, Any]] = list(payload.get("value", []))
+        link = payload.get("@odata.nextLink")
+        if link:
+            for page, _ in self.client.pages("", params={}, page_size=5000, kind="read_more", start=link):
+                rows.extend(page)
+        return rows
+
+    def read_state(
+        self, source_ids: Sequence[str], *, later: str | None = None
+    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, str | None], set[str]]:
+        """The state of some source rows: current rows, mapping rows, profiles, ids named again later.
+
+        Returns the current source rows, the mapping rows by source id, the profiles they name
+        (id → partition id), and, when ``later`` (a window filter past this page) is given, the ids that
+        a later page of the window names again.
+        """
+        key = self.target.table.primary_id
+        select_source = [key, self._lookup_value]
+        if self.target.lookup.partition_column:
+            select_source.append(self.target.lookup.partition_column)
+        select_mapping = [MAPPING_KEY, MAPPING_VALUE, f"_{MAPPING_LOOKUP}_value", "modifiedon"]
+        parts: list[tuple[str, Part]] = []
+        for start in range(0, len(source_ids), self.settings.read_chunk):
+            chunk = source_ids[start : start + self.settings.read_chunk]
+            parts.append(
+                (
+                    "source",
+                    Part(
+                        "GET",
+                        _query(
+                            self.target.table.entity_set,
+                            {"$select": ",".join(select_source), "$filter": odata.in_filter(key, chunk)},
+                        ),
+                    ),
+                )
+            )
+            values = ",".join(odata.string(v) for v in chunk)
+            named = f"Microsoft.Dynamics.CRM.In(PropertyName='{MAPPING_VALUE}',PropertyValues=[{values}])"
+            mapping_filter = f"{sources_filter(self.target.sources)} and {named}"
+            options = {"$select": ",".join(select_mapping), "$filter": mapping_filter}
+            parts.append(("mapping", Part("GET", _query(MAPPING_SET, options))))
+            if later is not None:
+                options = {"$select": MAPPING_VALUE, "$filter": f"{later} and {named}"}
+                parts.append(("later", Part("GET", _query(MAPPING_SET, options))))
+        rows = self._batched_reads(parts)
+        sources = {odata.normalize_guid(r[key]): r for r in rows.get("source", [])}
+        mapping: dict[str, list[dict[str, Any]]] = {}
+        for row in rows.get("mapping", []):
+            value = odata.try_guid(row.get(MAPPING_VALUE))
+            if value is not None:
+                mapping.setdefault(value, []).append(row)
+        profile_ids = sorted(
+            {
+                p
+                for rs in mapping.values()
+                for r in rs
+                if (p := odata.try_guid(r.get(f"_{MAPPING_LOOKUP}_value"))) is not None
+            }
+        )
+        profiles = self.read_profiles(profile_ids)
+        deferred = {
+            v for r in rows.get("later", []) if (v := odata.try_guid(r.get(MAPPING_VALUE))) is not None
+        }
+        return sources, mapping, profiles, deferred
+
+    def read_profiles(self, profile_ids: Sequence[str]) -> dict[str, str | None]:
+        """Which profiles exist, with their partition id."""
+        parts = [
+            (
+                "profile",
+                Part(
+                    "GET",
+                    _query(
+                        PROFILE_SET,
+                        {
+                            "$select": f"{PROFILE_KEY},partitionid",
+                            "$filter": odata.in_filter(
+                                PROFILE_KEY, profile_ids[i : i + self.settings.read_chunk]
+                            ),
+                        },
+                    ),
+                ),
+            )
+            for i in range(0, len(profile_ids), self.settings.read_chunk)
+        ]
+        rows = self._batched_reads(parts).get("profile", []) if parts else []
+        return {odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in rows}
+
+    # -- deciding ---------------------------------------------------------------------------
+
+    @staticmethod
+    def winner(rows: Iterable[dict[str, Any]]) -> tuple[Winner | None, bool]:
+        """The newest mapping row (ties: the greater key) and whether the rows disagree (a conflict)."""
+        best: Winner | None = None
+        profiles: set[str | None] = set()
+        for row in rows:
+            candidate = Winner(
+                odata.try_guid(row.get(f"_{MAPPING_LOOKUP}_value")),
+                str(row.get("modifiedon") or ""),
+                odata.normalize_guid(row[MAPPING_KEY]),
+            )
+            profiles.add(candidate.profile)
+            if best is None or (candidate.modifiedon, candidate.key) > (best.modifiedon, best.key):
+                best = candidate
+        return best, len(profiles) > 1
+
+    def link_rows(
+        self, source_ids: Sequence[str], *, retry_phase: bool = False, later: str | None = None
+    ) -> StepResult:
+        """Bring the given source rows' links in line with the mapping (the mapping and retry phases).
+
+        A source row named again by a later page of the same window is left to that page, so each row
+        is decided once per pass: a dry run then counts exactly the writes the real pass makes.
+        """
+        result = StepResult()
+        sources, mapping, profiles, deferred = self.read_state(source_ids, later=later)
+        writes: list[tuple[str, str, str | None]] = []
+        counters: dict[str, int] = {}
+
+        def count(name: str, n: int = 1) -> None:
+            counters[name] = counters.get(name, 0) + n
+
+        for source_id in source_ids:
+            if source_id in deferred:
+                continue
+            best, conflict = self.winner(mapping.get(source_id, []))
+            count("conflicts", conflict)
+            row = sources.get(source_id)
+            if row is None:
+                count("no_source")
+                result.resolved.add(source_id)
+                continue
+            if best is None or best.profile is None:
+                result.resolved.add(source_id)
+                continue
+            if best.profile not in profiles:
+                count("no_profile")
+                result.retries[source_id] = ("the profile does not exist yet", best.profile)
+                continue
+            result.resolved.add(source_id)
+            if self._is_current(row, best.profile, profiles[best.profile]):
+                count("already_correct")
+                if retry_phase:
+                    count("retried_ok")
+                continue
+            writes.append((source_id, best.profile, profiles[best.profile]))
+        failed = self.write(writes)
+        for source_id in failed:
+            result.resolved.discard(source_id)
+            result.retries[source_id] = ("the write failed", None)
+        count("written", len(writes) - len(failed))
+        count("failed", len(failed))
+        if retry_phase:
+            count("retried_ok", len(writes) - len(failed))
+        result.counters = Counters(**counters)
+        return result
+
+    def _is_current(self, row: dict[str, Any], profile: str, partition: str | None) -> bool:
+        current = odata.try_guid(row.get(self._lookup_value))
+        if current != profile:
+            return False
+        column = self.target.lookup.partition_column
+        return column is None or row.get(column) == partition
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def bind(self, profile: str, partition: str | None) -> str:
+        """The ``@odata.bind`` value naming a profile, with its partition id when it has one."""
+        if partition:
+            return f"{PROFILE_SET}({PROFILE_KEY}={profile},partitionid={odata.string(partition)})"
+        return f"{PROFILE_SET}({profile})"
+
+    def write(self, writes: Sequence[tuple[str, str, str | None]]) -> set[str]:
+        """Write links in bulk (nothing in plan mode); return the source ids whose write failed."""
+        if self.settings.plan or not writes:
+            return set()
+        chunks = [
+            writes[i : i + self.settings.write_batch]
+            for i in range(0, len(writes), self.settings.write_batch)
+        ]
+        workers = max(1, min(len(chunks), self.settings.parallelism or self.client.dop_hint or 1))
+        if workers == 1:
+            outcomes = [self._write_chunk(c) for c in chunks]
+        else:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hydration-write") as pool:
+                outcomes = list(pool.map(self._write_chunk, chunks))
+        return set().union(*outcomes)
+
+    def _write_chunk(self, chunk: Sequence[tuple[str, str, str | None]]) -> set[str]:
+        table = self.target.table
+        nav = self.target.lookup.navigation_property
+        if self.target.update_multiple:
+            targets = [
+                {
+                    "@odata.type": f"Microsoft.Dynamics.CRM.{table.logical_name}",
+                    table.primary_id: source_id,
+                    f"{nav}@odata.bind": self.bind(profile, partition),
+                }
+                for source_id, profile, partition in chunk
+            ]
+            try:
+                self.client.request(
+                    "POST",
+                    f"{table.entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple",
+                    kind="update_multiple",
+                    json_body={"Targets": targets},
+                    headers=self.client.write_headers(),
+                )
+                return set()
+            except (RequestError, NotFoundError) as exc:
+                log.info(
+                    "UpdateMultiple on %s failed (%s); resending as single updates",
+                    table.logical_name,
+                    exc.status,
+                )
+        parts = [
+            Part(
+                "PATCH",
+                f"{table.entity_set}({source_id})",
+                {f"{nav}@odata.bind": self.bind(profile, partition)},
+                {"If-Match": "*", **self.client.write_headers()},
+            )
+            for source_id, profile, partition in chunk
+        ]
+        results = self.client.batch(parts, kind="write_batch")
+        return {source_id for (source_id, _, _), r in zip(chunk, results, strict=True) if r.status >= 300}
+
+    def clear(self, source_ids: Sequence[str]) -> set[str]:
+        """Clear links (``DELETE .../<nav>/$ref`` in ``$batch``); return the ids that failed."""
+        if self.settings.plan or not source_ids:
+            return set()
+        nav = self.target.lookup.navigation_property
+        failed: set[str] = set()
+        for start in range(0, len(source_ids), self.settings.write_batch):
+            chunk = source_ids[start : start + self.settings.write_batch]
+            parts = [
+                Part(
+                    "DELETE",
+                    f"{self.target.table.entity_set}({s})/{nav}/$ref",
+                    None,
+                    self.client.write_headers(),
+                )
+                for s in chunk
+            ]
+            results = self.client.batch(parts, kind="clear_batch")
+            failed |= {s for s, r in zip(chunk, results, strict=True) if r.status >= 300 and r.status != 404}
+        return failed
+
+    # -- reconcile ----------------------------------------------------------------------------
+
+    def reconcile(self, source_ids: Sequence[str]) -> StepResult:
+        """Check linked rows against the mapping: fix wrong links, clear (or count) stale ones."""
+        result = StepResult()
+        sources, mapping, profiles, _ = self.read_state(source_ids)
+        writes: list[tuple[str, str, str | None]] = []
+        stale: list[str] = []
+        for source_id in source_ids:
+            row = sources.get(source_id)
+            if row is None:
+                continue
+            best, _ = self.winner(mapping.get(source_id, []))
+            if best is None or best.profile is None:
+                stale.append(source_id)
+            elif best.profile not in profiles:
+                result.retries[source_id] = ("the profile does not exist yet", best.profile)
+            elif not self._is_current(row, best.profile, profiles[best.profile]):
+                writes.append((source_id, best.profile, profiles[best.profile]))
+        failed = self.write(writes)
+        cleared_failed = self.clear(stale) if self.settings.clear_stale else set()
+        for source_id in failed | cleared_failed:
+            result.retries[source_id] = ("the write failed", None)
+        result.counters = Counters(
+            written=len(writes) - len(failed),
+            stale=len(stale),
+            cleared=(len(stale) - len(cleared_failed)) if self.settings.clear_stale else 0,
+            failed=len(failed) + len(cleared_failed),
+        )
+        return result
+
+
+def _part_error(result: PartResult) -> Exception:
+    """A failed GET inside a batch, as the client's error types."""
+    text = f"a read in a $batch failed with {result.status}"
+    if result.status >= 500 or result.status in (408, 429):
+        return TransientError(text, status=result.status)
+    return FatalError(text, status=result.status)

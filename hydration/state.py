@@ -1,0 +1,230 @@
+"""Runs, tasks, checkpoints and retry lists in Azure Table Storage, with ETag concurrency.
+
+This module only loads and saves; the rules live in ``checkpoints`` (pure) and ``worker``. Every save
+of a checkpoint names the ETag it read, so two workers can never both move a table forward.
+
+Tables, with the default prefix ``hydration``:
+
+- ``hydrationruns``: PK ``run``, RK inverted start time + id (newest first);
+- ``hydrationtasks``: PK run id, RK table;
+- ``hydrationcheckpoints``: PK ``live`` or ``plan``, RK table;
+- ``hydrationretries``: PK table, RK source row id.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from .checkpoints import Checkpoint, Counters
+from .storage.errors import ConflictError
+from .storage.tables import StateTables
+
+STATUSES = ("Queued", "Running", "Successful", "Failed", "Skipped")
+_MAX_TIME = 99_999_999_999
+
+
+def new_run_id(now: datetime) -> str:
+    """A sortable, unique run id: UTC start time plus random hex."""
+    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+
+
+def run_row_key(run_id: str) -> str:
+    """Row key that lists runs newest first (inverted start time), then the id."""
+    started = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return f"{_MAX_TIME - int(started.timestamp()):011d}-{run_id}"
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """One table's task within a run."""
+
+    run_id: str
+    table: str
+    status: str = "Queued"
+    details: str = ""
+    kind: str = "hydrate"
+    sources: list[list[str]] = field(default_factory=list)
+    full: bool | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    counters: dict[str, Any] = field(default_factory=dict)
+    lookup: dict[str, Any] = field(default_factory=dict)
+
+    def to_entity(self) -> dict[str, Any]:
+        """Storage properties."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("run_id", "table")}
+
+    @classmethod
+    def from_entity(cls, run_id: str, table: str, entity: dict[str, Any]) -> TaskRecord:
+        """Read a stored task (missing properties take their defaults)."""
+        known = {f.name for f in fields(cls)} - {"run_id", "table"}
+        values = {k: v for k, v in entity.items() if k in known and v is not None}
+        return cls(run_id=run_id, table=table, **values)
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Versioned(Generic[T]):
+    """A loaded record and the ETag to save it against."""
+
+    value: T
+    etag: str
+
+
+def _checkpoint_entity(checkpoint: Checkpoint) -> dict[str, Any]:
+    values = {
+        f.name: getattr(checkpoint, f.name) for f in fields(checkpoint) if f.name not in ("table", "counters")
+    }
+    values["counters"] = checkpoint.counters.to_dict()
+    return values
+
+
+def _checkpoint(table: str, entity: dict[str, Any]) -> Checkpoint:
+    known = {f.name for f in fields(Checkpoint)} - {"table", "counters"}
+    values = {k: v for k, v in entity.items() if k in known and v is not None}
+    return Checkpoint(table=table, counters=Counters.from_dict(entity.get("counters")), **values)
+
+
+class StateStore:
+    """Typed access to the hydration state over a ``StateTables`` adapter (Azure or in-memory)."""
+
+    def __init__(self, tables: StateTables, *, prefix: str = "hydration") -> None:
+        if not prefix.isalnum() or not prefix[:1].isalpha() or len(prefix) > 40:
+            raise ValueError(
+                f"the state table prefix {prefix!r} must be letters and digits, starting with a letter"
+            )
+        self.tables = tables
+        self.runs_table = f"{prefix}runs"
+        self.tasks_table = f"{prefix}tasks"
+        self.checkpoints_table = f"{prefix}checkpoints"
+        self.retries_table = f"{prefix}retries"
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def checkpoint(self, table: str, *, plan: bool = False) -> Versioned[Checkpoint]:
+        """Load a table's checkpoint, creating an empty one the first time (idempotently)."""
+        partition = "plan" if plan else "live"
+        found = self.tables.get(self.checkpoints_table, partition, table)
+        if found is None:
+            with contextlib.suppress(ConflictError):
+                self.tables.insert(
+                    self.checkpoints_table, partition, table, _checkpoint_entity(Checkpoint(table=table))
+                )
+            found = self.tables.get(self.checkpoints_table, partition, table)
+            if found is None:
+                raise ConflictError(f"the checkpoint of {table} vanished while being created")
+        return Versioned(_checkpoint(table, found.entity), found.etag)
+
+    def save_checkpoint(self, checkpoint: Checkpoint, etag: str, *, plan: bool = False) -> str:
+        """Save against the ETag read; ``ConflictError`` if anyone saved in between."""
+        partition = "plan" if plan else "live"
+        return self.tables.replace(
+            self.checkpoints_table, partition, checkpoint.table, _checkpoint_entity(checkpoint), etag
+        )
+
+    # -- runs and tasks ---------------------------------------------------------------------
+
+    def create_run(self, run_id: str, *, trigger: str, started: datetime, details: str = "") -> None:
+        """Record a new run (idempotent for the same id)."""
+        entity = {
+            "run_id": run_id,
+            "trigger": trigger,
+            "started": started,
+            "status": "Running",
+            "details": details,
+        }
+        with contextlib.suppress(ConflictError):
+            self.tables.insert(self.runs_table, "run", run_row_key(run_id), entity)
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        """A run's record."""
+        found = self.tables.get(self.runs_table, "run", run_row_key(run_id))
+        return None if found is None else found.entity
+
+    def update_run(self, run_id: str, **changes: Any) -> None:
+        """Change a run's record (last writer wins: a run's fields are derived from its tasks)."""
+        current = self.run(run_id) or {"run_id": run_id}
+        self.tables.upsert(self.runs_table, "run", run_row_key(run_id), {**current, **changes})
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The newest runs first."""
+        found = []
+        for _key, value in self.tables.query(self.runs_table, "run"):
+            found.append(value.entity)
+            if len(found) >= limit:
+                break
+        return found
+
+    def put_task(self, task: TaskRecord) -> None:
+        """Create or overwrite a task (the planner's write)."""
+        self.tables.upsert(self.tasks_table, task.run_id, task.table, task.to_entity())
+
+    def task(self, run_id: str, table: str) -> Versioned[TaskRecord] | None:
+        """A task with its ETag."""
+        found = self.tables.get(self.tasks_table, run_id, table)
+        return (
+            None
+            if found is None
+            else Versioned(TaskRecord.from_entity(run_id, table, found.entity), found.etag)
+        )
+
+    def update_task(self, run_id: str, table: str, **changes: Any) -> TaskRecord:
+        """Change a task, retrying on a concurrent change (tasks are small and changes idempotent)."""
+        for _ in range(10):
+            current = self.task(run_id, table)
+            if current is None:
+                record = replace(TaskRecord(run_id=run_id, table=table), **changes)
+                try:
+                    self.tables.insert(self.tasks_table, run_id, table, record.to_entity())
+                    return record
+                except ConflictError:
+                    continue
+            record = replace(current.value, **changes)
+            try:
+                self.tables.replace(self.tasks_table, run_id, table, record.to_entity(), current.etag)
+                return record
+            except ConflictError:
+                continue
+        raise ConflictError(f"the task {run_id}/{table} keeps changing; giving up this update")
+
+    def tasks(self, run_id: str) -> list[TaskRecord]:
+        """Every task of a run."""
+        return [
+            TaskRecord.from_entity(run_id, key, v.entity)
+            for key, v in self.tables.query(self.tasks_table, run_id)
+        ]
+
+    # -- retry list -------------------------------------------------------------------------
+
+    def retry_entries(self, table: str, *, after: str | None, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Up to ``limit`` retry-list entries of a table with row keys after ``after``."""
+        found: list[tuple[str, dict[str, Any]]] = []
+        for key, value in self.tables.query(self.retries_table, table):
+            if after is not None and key <= after:
+                continue
+            found.append((key, value.entity))
+            if len(found) >= limit:
+                break
+        return found
+
+    def add_retry(
+        self, table: str, source_id: str, *, reason: str, profile: str | None, now: datetime
+    ) -> None:
+        """Put a source row on the retry list (idempotent: the newest reason wins)."""
+        self.tables.upsert(
+            self.retries_table, table, source_id, {"reason": reason, "profile": profile, "since": now}
+        )
+
+    def remove_retry(self, table: str, source_id: str) -> None:
+        """Take a source row off the retry list (missing is fine)."""
+        self.tables.delete(self.retries_table, table, source_id)
+
+    def retry_count(self, table: str) -> int:
+        """How many rows wait on a table's retry list."""
+        return sum(1 for _ in self.tables.query(self.retries_table, table))

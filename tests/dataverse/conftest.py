@@ -1,0 +1,116 @@
+"""Fixtures for the Dataverse client package: the product's client against the emulator over HTTP.
+
+The session's emulator server comes from ``tests/conftest.py``; each test here reseeds it with a small
+scene (the metadata tests need few rows) and gets a fresh client, so cached metadata never leaks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import requests
+
+from dataverse_emulator import EmulatorServer
+from dataverse_emulator.client import EmulatorClient
+from hydration.dataverse.auth import DevelopmentToken, TokenProvider
+from hydration.dataverse.client import DataverseClient
+
+CONTACTS, LEADS, SEED = 50, 20, 1
+USER = "app"
+
+
+@dataclass
+class Sent:
+    """One request as the client handed it to ``requests``."""
+
+    method: str
+    url: str
+    headers: dict[str, str]
+    json: Any
+
+
+Hook = Callable[[str, str, dict[str, Any]], None]
+"""Called before a request goes out, with its method, URL and keyword arguments (which it may change)."""
+
+
+@dataclass
+class Recorder:
+    """Records what the client sends and lets a test act just before a request leaves (a race, a swap)."""
+
+    sent: list[Sent] = field(default_factory=list)
+    hooks: list[Hook] = field(default_factory=list)
+
+    def session(self) -> requests.Session:
+        recorder = self
+
+        class RecordingSession(requests.Session):
+            def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+                text_method = method.decode() if isinstance(method, bytes) else method
+                text_url = url.decode() if isinstance(url, bytes) else url
+                for hook in recorder.hooks:
+                    hook(text_method, text_url, kwargs)
+                recorder.sent.append(
+                    Sent(text_method, text_url, dict(kwargs.get("headers") or {}), kwargs.get("json"))
+                )
+                return super().request(method, url, *args, **kwargs)
+
+        return RecordingSession()
+
+    def posts(self) -> list[Sent]:
+        return [s for s in self.sent if s.method == "POST"]
+
+
+@pytest.fixture
+def control(emulator_server: EmulatorServer) -> EmulatorClient:
+    """The emulator's control API, reseeded with a small scene and default modes."""
+    client = EmulatorClient(emulator_server.base_url)
+    client.reset(contacts=CONTACTS, leads=LEADS, seed=SEED)
+    return client
+
+
+@pytest.fixture
+def reseed(control: EmulatorClient) -> Callable[..., None]:
+    """Reseed with seed-time modes (``cid_lookup``, ``cid_lookup_navigation_property``)."""
+
+    def apply(**modes: Any) -> None:
+        control.reset(contacts=CONTACTS, leads=LEADS, seed=SEED, modes=modes)
+
+    return apply
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def client(emulator_server: EmulatorServer, control: EmulatorClient, recorder: Recorder) -> DataverseClient:
+    """The product's client as user ``app``, over real HTTP, recording what it sends."""
+    url = emulator_server.base_url
+    return DataverseClient(
+        organization_url=url,
+        tokens=TokenProvider(DevelopmentToken(url, USER), url),
+        session_factory=recorder.session,
+    )
+
+
+@dataclass
+class ClockSleep:
+    """A sleep that moves the emulator's clock instead of waiting (or, frozen, only records)."""
+
+    control: EmulatorClient
+    advance: bool = True
+    pauses: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        if self.advance:
+            self.control.advance_clock(seconds)
+
+
+@pytest.fixture
+def clock_sleep(control: EmulatorClient) -> ClockSleep:
+    return ClockSleep(control)

@@ -1,0 +1,700 @@
+"""The Web API client against a scripted fake ``requests.Session``: no network, no sleeps.
+
+The fake is injected through the constructor's ``session_factory``; ``sleep`` is injected to record
+waits. Each test scripts the answers (or connection errors) the session hands back, in order.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+import requests
+from azure.core.credentials import AccessToken
+from requests.structures import CaseInsensitiveDict
+
+from hydration.dataverse.auth import TokenProvider
+from hydration.dataverse.batch import Part
+from hydration.dataverse.client import API_PATH, ClientSettings, DataverseClient
+from hydration.dataverse.errors import (
+    AuthError,
+    DataverseError,
+    NotFoundError,
+    RequestError,
+    ThrottledError,
+    TransientError,
+    UnsafeLinkError,
+)
+
+ORG = "https://org.crm.dynamics.com"
+API = ORG + API_PATH
+SERVER_TIME = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
+GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
+
+
+# -- fakes -----------------------------------------------------------------------------------------
+
+
+def answer(
+    status: int = 200,
+    body: Any = None,
+    *,
+    headers: dict[str, str] | None = None,
+    date: datetime | None = SERVER_TIME,
+    url: str = API,
+) -> requests.Response:
+    """A ``requests.Response`` as the transport would build it."""
+    response = requests.Response()
+    response.status_code = status
+    if isinstance(body, bytes):
+        response._content = body
+    else:
+        response._content = b"" if body is None else json.dumps(body).encode("utf-8")
+    all_headers: dict[str, str] = {}
+    if body is not None and not isinstance(body, bytes):
+        all_headers["Content-Type"] = "application/json; odata.metadata=minimal"
+    if date is not None:
+        all_headers["Date"] = format_datetime(date, usegmt=True)
+    all_headers.update(headers or {})
+    response.headers = CaseInsensitiveDict(all_headers)
+    response.url = url
+    response.encoding = "utf-8"
+    return response
+
+
+def error(
+    status: int, code: str = "0x80040217", message: str = "it went wrong", **headers: str
+) -> requests.Response:
+    return answer(status, {"error": {"code": code, "message": message}}, headers=headers)
+
+
+Script = requests.Response | Exception
+
+
+@dataclass
+class Sent:
+    method: str
+    url: str
+    kwargs: dict[str, Any]
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return dict(self.kwargs.get("headers") or {})
+
+
+class FakeSession(requests.Session):
+    """Hands out scripted answers in order and records every request; never opens a socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script: list[Script] = []
+        self.sent: list[Sent] = []
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        assert not args, "the client passes everything by keyword"
+        self.sent.append(Sent(str(method), str(url), kwargs))
+        if not self.script:
+            raise AssertionError(f"unscripted request {method!r} {url!r}")
+        item = self.script.pop(0)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+
+@dataclass
+class Credential:
+    """Numbered tokens, so a test can tell a refreshed one from the first."""
+
+    calls: int = 0
+
+    def get_token(self, *scopes: str) -> AccessToken:
+        self.calls += 1
+        return AccessToken(f"token-{self.calls}", int(time.time()) + 3600)
+
+
+@dataclass
+class Sleeps:
+    waits: list[float] = field(default_factory=list)
+
+    def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+
+
+@dataclass
+class Setup:
+    client: DataverseClient
+    session: FakeSession
+    credential: Credential
+    sleeps: Sleeps
+
+    def script(self, *items: Script) -> None:
+        self.session.script.extend(items)
+
+    @property
+    def sent(self) -> list[Sent]:
+        return self.session.sent
+
+
+Make = Callable[..., Setup]
+
+
+@pytest.fixture
+def make() -> Make:
+    def build(settings: ClientSettings | None = None, organization_url: str = ORG) -> Setup:
+        session, credential, sleeps = FakeSession(), Credential(), Sleeps()
+        client = DataverseClient(
+            organization_url=organization_url,
+            tokens=TokenProvider(credential, organization_url),
+            settings=settings,
+            sleep=sleeps,
+            session_factory=lambda: session,
+        )
+        return Setup(client, session, credential, sleeps)
+
+    return build
+
+
+@pytest.fixture
+def fake(make: Make) -> Setup:
+    return make()
+
+
+# -- requests and headers --------------------------------------------------------------------------
+
+
+def test_headers_and_url(fake: Setup) -> None:
+    fake.script(answer(200, {"value": []}))
+    fake.client.get_json(
+        "contacts", kind="read", params={"$select": "contactid"}, Prefer="odata.maxpagesize=10"
+    )
+    (sent,) = fake.sent
+    assert sent.method == "GET"
+    assert sent.url == ORG + "/api/data/v9.2/contacts"
+    assert sent.headers == {
+        "Authorization": "Bearer token-1",
+        "Accept": "application/json",
+        "OData-MaxVersion": "4.0",
+        "OData-Version": "4.0",
+        "Prefer": "odata.maxpagesize=10",
+    }
+    assert sent.kwargs["params"] == {"$select": "contactid"}
+    assert sent.kwargs["timeout"] == ClientSettings().timeout
+    assert sent.kwargs["allow_redirects"] is False
+
+
+@pytest.mark.parametrize("path", ["contacts(x)", "/contacts(x)"])
+def test_relative_paths_resolve_against_the_api_root(fake: Setup, path: str) -> None:
+    fake.script(answer(204))
+    fake.client.request("PATCH", path, kind="write", json_body={"a": 1})
+    assert fake.sent[0].url == "https://org.crm.dynamics.com/api/data/v9.2/contacts(x)"
+    assert fake.sent[0].kwargs["json"] == {"a": 1}
+
+
+def test_organization_url_path_is_dropped(make: Make) -> None:
+    setup = make(organization_url="https://org.crm.dynamics.com/main.aspx?appid=1")
+    assert setup.client.organization_url == ORG
+    assert setup.client.api_url == API
+
+
+def test_timeout_comes_from_settings(make: Make) -> None:
+    setup = make(ClientSettings(timeout=7.5))
+    setup.script(answer(200, {}))
+    setup.client.get_json("WhoAmI", kind="whoami")
+    assert setup.sent[0].kwargs["timeout"] == 7.5
+
+
+def test_token_is_cached_across_requests(fake: Setup) -> None:
+    fake.script(answer(200, {}), answer(200, {}))
+    fake.client.get_json("a", kind="read")
+    fake.client.get_json("b", kind="read")
+    assert fake.credential.calls == 1
+    assert all(s.headers["Authorization"] == "Bearer token-1" for s in fake.sent)
+
+
+def test_session_is_made_once_per_thread(make: Make) -> None:
+    made: list[FakeSession] = []
+
+    def factory() -> requests.Session:
+        session = FakeSession()
+        session.script.extend([answer(200, {}), answer(200, {})])
+        made.append(session)
+        return session
+
+    client = DataverseClient(
+        organization_url=ORG, tokens=TokenProvider(Credential(), ORG), sleep=Sleeps(), session_factory=factory
+    )
+    client.get_json("a", kind="read")
+    client.get_json("b", kind="read")
+    assert len(made) == 1
+    assert len(made[0].sent) == 2
+
+
+# -- success ---------------------------------------------------------------------------------------
+
+
+def test_200_is_returned(fake: Setup) -> None:
+    fake.script(answer(200, {"UserId": GUID}))
+    response = fake.client.request("GET", "WhoAmI", kind="whoami")
+    assert response.status_code == 200
+    assert response.json() == {"UserId": GUID}
+    assert fake.client.counters.requests == 1
+    assert fake.client.counters.by_kind == {"whoami": 1}
+    assert fake.sleeps.waits == []
+
+
+def test_get_json_of_a_non_json_answer_is_transient(fake: Setup) -> None:
+    fake.script(answer(200, b"<html>sign in</html>"))
+    with pytest.raises(TransientError, match="not JSON"):
+        fake.client.get_json("contacts", kind="read")
+
+
+def test_whoami(fake: Setup) -> None:
+    fake.script(answer(200, {"UserId": GUID, "OrganizationId": GUID}))
+    assert fake.client.whoami() == {"UserId": GUID, "OrganizationId": GUID}
+    assert fake.sent[0].url == API + "WhoAmI"
+
+
+# -- transient failures ----------------------------------------------------------------------------
+
+
+def test_503_then_200_is_retried_once_with_backoff(fake: Setup) -> None:
+    fake.script(error(503), answer(200, {"ok": True}))
+    assert fake.client.get_json("contacts", kind="read") == {"ok": True}
+    assert len(fake.sent) == 2
+    (wait,) = fake.sleeps.waits
+    assert 0.5 <= wait <= 1.0  # the first backoff step, jittered
+    assert fake.client.counters.retries == 1
+    assert fake.client.counters.requests == 2
+    assert fake.client.counters.throttled == 0
+
+
+def test_transient_retry_after_is_honoured(fake: Setup) -> None:
+    fake.script(error(503, **{"Retry-After": "2"}), answer(200, {}))
+    fake.client.get_json("contacts", kind="read")
+    assert fake.sleeps.waits == [2.0]
+
+
+@pytest.mark.parametrize("status", [500, 502, 504, 408])
+def test_other_transient_statuses_are_retried(fake: Setup, status: int) -> None:
+    fake.script(error(status), answer(200, {}))
+    fake.client.get_json("contacts", kind="read")
+    assert len(fake.sent) == 2
+
+
+def test_transient_beyond_max_retries_raises(make: Make) -> None:
+    setup = make(ClientSettings(max_retries=2))
+    setup.script(error(503), error(502), error(503, code="0x80044151", message="SQL timeout"))
+    with pytest.raises(TransientError) as caught:
+        setup.client.get_json("contacts", kind="read")
+    assert caught.value.status == 503
+    assert caught.value.code == "0x80044151"
+    assert len(setup.sent) == 3
+    assert len(setup.sleeps.waits) == 2
+    assert setup.sleeps.waits[0] <= 1.0
+    assert 1.0 <= setup.sleeps.waits[1] <= 2.0  # exponential
+
+
+def test_default_max_retries(fake: Setup) -> None:
+    fake.script(*[error(503) for _ in range(5)])
+    with pytest.raises(TransientError):
+        fake.client.get_json("contacts", kind="read")
+    assert len(fake.sent) == 1 + ClientSettings().max_retries
+
+
+@pytest.mark.parametrize("failure", [requests.ConnectionError("reset"), requests.Timeout("slow")])
+def test_connection_error_is_retried(fake: Setup, failure: Exception) -> None:
+    fake.script(failure, answer(200, {"ok": 1}))
+    assert fake.client.get_json("contacts", kind="read") == {"ok": 1}
+    assert len(fake.sleeps.waits) == 1
+    assert fake.client.counters.requests == 1  # only answers are counted
+
+
+def test_connection_errors_beyond_max_retries_raise_transient(make: Make) -> None:
+    setup = make(ClientSettings(max_retries=3))
+    setup.script(*[requests.ConnectionError(f"refused with {ORG} secret-ish detail") for _ in range(4)])
+    with pytest.raises(TransientError, match="connection failed: ConnectionError") as caught:
+        setup.client.get_json("contacts", kind="read")
+    assert "secret-ish" not in str(caught.value)
+    assert len(setup.sent) == 4
+    assert len(setup.sleeps.waits) == 3
+
+
+# -- throttling ------------------------------------------------------------------------------------
+
+
+def test_short_429_is_waited_out_exactly(fake: Setup) -> None:
+    fake.script(
+        error(429, "0x80072322", "Number of requests exceeded", **{"Retry-After": "3"}), answer(200, {})
+    )
+    fake.client.get_json("contacts", kind="read")
+    assert fake.sleeps.waits == [3.0]
+    assert fake.client.counters.throttled == 1
+    assert fake.client.counters.throttled_seconds == 3.0
+    assert fake.client.counters.retries == 1
+    assert len(fake.sent) == 2
+
+
+def test_429_without_retry_after_waits_five_seconds(fake: Setup) -> None:
+    fake.script(error(429), answer(200, {}))
+    fake.client.get_json("contacts", kind="read")
+    assert fake.sleeps.waits == [5.0]
+
+
+def test_429_at_the_inline_limit_is_waited(fake: Setup) -> None:
+    fake.script(error(429, **{"Retry-After": "20"}), answer(200, {}))
+    fake.client.get_json("contacts", kind="read")
+    assert fake.sleeps.waits == [20.0]
+
+
+def test_long_429_raises_without_sleeping(fake: Setup) -> None:
+    fake.script(error(429, "0x80072321", "Combined execution time exceeded", **{"Retry-After": "60"}))
+    with pytest.raises(ThrottledError) as caught:
+        fake.client.get_json("contacts", kind="read")
+    assert caught.value.retry_after == 60.0
+    assert caught.value.code == "0x80072321"
+    assert fake.sleeps.waits == []
+    assert len(fake.sent) == 1
+    assert fake.client.counters.throttled == 0
+
+
+def test_inline_throttle_limit_is_a_setting(make: Make) -> None:
+    setup = make(ClientSettings(inline_throttle_limit=2.0))
+    setup.script(error(429, **{"Retry-After": "3"}))
+    with pytest.raises(ThrottledError):
+        setup.client.get_json("contacts", kind="read")
+    assert setup.sleeps.waits == []
+
+
+def test_throttling_beyond_max_retries_raises_throttled(make: Make) -> None:
+    setup = make(ClientSettings(max_retries=2))
+    setup.script(*[error(429, **{"Retry-After": "1"}) for _ in range(3)])
+    with pytest.raises(ThrottledError) as caught:
+        setup.client.get_json("contacts", kind="read")
+    assert caught.value.retry_after == 1.0
+    assert setup.sleeps.waits == [1.0, 1.0]
+    assert setup.client.counters.throttled_seconds == 2.0
+
+
+# -- authentication --------------------------------------------------------------------------------
+
+
+def test_401_once_refreshes_the_token_and_retries(fake: Setup) -> None:
+    fake.script(error(401, "0x80040220", "token expired"), answer(200, {"ok": True}))
+    assert fake.client.get_json("contacts", kind="read") == {"ok": True}
+    assert [s.headers["Authorization"] for s in fake.sent] == ["Bearer token-1", "Bearer token-2"]
+    assert fake.credential.calls == 2
+    assert fake.sleeps.waits == []
+
+
+def test_401_twice_is_an_auth_error(fake: Setup) -> None:
+    fake.script(error(401), error(401))
+    with pytest.raises(AuthError) as caught:
+        fake.client.get_json("contacts", kind="read")
+    assert caught.value.status == 401
+    assert len(fake.sent) == 2
+    assert fake.sleeps.waits == []
+    assert "token-" not in str(caught.value)
+
+
+def test_403_is_not_retried(fake: Setup) -> None:
+    fake.script(error(403, "0x80040220", "missing prvReadContact"))
+    with pytest.raises(AuthError, match="prvReadContact"):
+        fake.client.get_json("contacts", kind="read")
+    assert len(fake.sent) == 1
+    assert fake.credential.calls == 1
+
+
+# -- fatal answers ---------------------------------------------------------------------------------
+
+
+def test_404_is_not_found_without_retry(fake: Setup) -> None:
+    fake.script(error(404, "0x80060888", "Resource not found for the segment 'contactz'"))
+    with pytest.raises(NotFoundError) as caught:
+        fake.client.get_json("contactz", kind="read")
+    assert caught.value.status == 404
+    assert caught.value.code == "0x80060888"
+    assert len(fake.sent) == 1
+    assert fake.sleeps.waits == []
+    assert fake.client.counters.retries == 0
+
+
+@pytest.mark.parametrize("status", [400, 412, 413])
+def test_client_errors_are_request_errors(fake: Setup, status: int) -> None:
+    fake.script(error(status))
+    with pytest.raises(RequestError):
+        fake.client.request("PATCH", "contacts(x)", kind="write", json_body={})
+    assert len(fake.sent) == 1
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+def test_a_redirect_is_not_a_success(fake: Setup, status: int) -> None:
+    fake.script(answer(status, headers={"Location": "https://login.example.com/"}))
+    with pytest.raises(DataverseError):
+        fake.client.request(
+            "POST", "contacts/Microsoft.Dynamics.CRM.UpdateMultiple", kind="write", json_body={}
+        )
+
+
+# -- server time and parallelism -------------------------------------------------------------------
+
+
+def test_server_now_follows_the_date_header(fake: Setup) -> None:
+    fake.script(answer(200, {}))
+    before = time.monotonic()
+    fake.client.get_json("contacts", kind="read")
+    now = fake.client.server_now()
+    elapsed = time.monotonic() - before
+    assert SERVER_TIME <= now <= SERVER_TIME + timedelta(seconds=elapsed)
+    assert now.tzinfo is not None
+    assert len(fake.sent) == 1  # recent enough: no WhoAmI
+
+
+def test_server_now_moves_with_the_monotonic_clock(fake: Setup) -> None:
+    fake.script(answer(200, {}))
+    fake.client.get_json("contacts", kind="read")
+    readings = [fake.client.server_now() for _ in range(3)]
+    assert readings == sorted(readings)
+
+
+def test_server_now_asks_whoami_when_nothing_was_read_yet(fake: Setup) -> None:
+    fake.script(answer(200, {"UserId": GUID}, date=SERVER_TIME + timedelta(hours=1)))
+    now = fake.client.server_now()
+    assert fake.sent[0].url == API + "WhoAmI"
+    assert now >= SERVER_TIME + timedelta(hours=1)
+    assert fake.client.counters.by_kind == {"whoami": 1}
+
+
+def test_server_now_asks_afresh_when_older_than_max_age(fake: Setup) -> None:
+    later = SERVER_TIME + timedelta(minutes=10)
+    fake.script(answer(200, {}), answer(200, {"UserId": GUID}, date=later))
+    fake.client.get_json("contacts", kind="read")
+    now = fake.client.server_now(max_age=-1.0)  # any reading is too old
+    assert [s.url for s in fake.sent] == [API + "contacts", API + "WhoAmI"]
+    assert later <= now < later + timedelta(seconds=5)
+
+
+def test_server_time_comes_from_any_answer_even_an_error(fake: Setup) -> None:
+    later = SERVER_TIME + timedelta(minutes=1)
+    fake.script(answer(404, {"error": {"code": "x", "message": "y"}}, date=later))
+    with pytest.raises(NotFoundError):
+        fake.client.get_json("contacts(x)", kind="read")
+    assert fake.client.server_now() >= later
+    assert len(fake.sent) == 1
+
+
+def test_unparsable_date_is_ignored(fake: Setup) -> None:
+    fake.script(answer(200, {}), answer(200, {}, date=None, headers={"Date": "yesterday-ish"}))
+    fake.client.get_json("a", kind="read")
+    fake.client.get_json("b", kind="read")
+    now = fake.client.server_now()
+    assert SERVER_TIME <= now < SERVER_TIME + timedelta(seconds=5)
+
+
+def test_server_now_without_a_date_header_is_transient(fake: Setup) -> None:
+    fake.script(answer(200, {"UserId": GUID}, date=None))
+    with pytest.raises(TransientError):
+        fake.client.server_now()
+
+
+def test_dop_hint(fake: Setup) -> None:
+    hints = [fake.client.dop_hint]
+    fake.script(
+        answer(200, {}, headers={"x-ms-dop-hint": "8"}),
+        answer(200, {}, headers={"X-MS-DOP-HINT": "0"}),
+        answer(200, {}, headers={"x-ms-dop-hint": "many"}),
+        answer(200, {}),
+        answer(200, {}, headers={"x-ms-dop-hint": "12"}),
+    )
+    for _ in range(5):
+        fake.client.get_json("a", kind="read")
+        hints.append(fake.client.dop_hint)
+    # zero, junk and absent hints keep the last good one
+    assert hints == [None, 8, 8, 8, 8, 12]
+
+
+# -- paging ----------------------------------------------------------------------------------------
+
+NEXT = API + "contacts?$select=contactid&$skiptoken=%3Ccookie%20pagenumber=%222%22%20/%3E"
+
+
+def test_pages_follow_next_links_exactly(fake: Setup) -> None:
+    third = NEXT.replace("%222%22", "%223%22")
+    fake.script(
+        answer(200, {"value": [{"contactid": "1"}], "@odata.nextLink": NEXT}),
+        answer(200, {"value": [{"contactid": "2"}], "@odata.nextLink": third}),
+        answer(200, {"value": []}),
+    )
+    pages = list(fake.client.pages("contacts", params={"$select": "contactid"}, page_size=500, kind="read"))
+    assert pages == [([{"contactid": "1"}], NEXT), ([{"contactid": "2"}], third), ([], None)]
+    assert [s.url for s in fake.sent] == [API + "contacts", NEXT, third]
+    assert fake.sent[0].kwargs["params"] == {"$select": "contactid"}
+    assert all(s.kwargs["params"] is None for s in fake.sent[1:])  # the link already holds the query
+    assert all(s.headers["Prefer"] == "odata.maxpagesize=500" for s in fake.sent)
+
+
+def test_pages_resume_from_a_saved_link(fake: Setup) -> None:
+    fake.script(answer(200, {"value": [{"contactid": "2"}]}))
+    pages = list(fake.client.pages("contacts", params={}, page_size=10, kind="read", start=NEXT))
+    assert pages == [([{"contactid": "2"}], None)]
+    assert [s.url for s in fake.sent] == [NEXT]
+
+
+def test_pages_refuse_a_foreign_next_link_before_sending_to_it(fake: Setup) -> None:
+    evil = "https://evil.example.com/api/data/v9.2/contacts?$skiptoken=1"
+    fake.script(answer(200, {"value": [{"contactid": "1"}], "@odata.nextLink": evil}))
+    with pytest.raises(UnsafeLinkError):
+        list(fake.client.pages("contacts", params={}, page_size=10, kind="read"))
+    assert [s.url for s in fake.sent] == [API + "contacts"]
+
+
+def test_pages_refuse_a_foreign_start_link_without_sending_anything(fake: Setup) -> None:
+    with pytest.raises(UnsafeLinkError):
+        list(
+            fake.client.pages(
+                "contacts", params={}, page_size=10, kind="read", start="http://org.crm.dynamics.com/x"
+            )
+        )
+    assert fake.sent == []
+
+
+def test_pages_without_a_value_list_are_transient(fake: Setup) -> None:
+    fake.script(answer(200, {"error": "odd"}))
+    with pytest.raises(TransientError, match="'value'"):
+        list(fake.client.pages("contacts", params={}, page_size=10, kind="read"))
+
+
+def test_pages_retry_a_failed_page(fake: Setup) -> None:
+    fake.script(
+        answer(200, {"value": [{"contactid": "1"}], "@odata.nextLink": NEXT}),
+        error(503),
+        answer(200, {"value": [{"contactid": "2"}]}),
+    )
+    pages = list(fake.client.pages("contacts", params={}, page_size=10, kind="read"))
+    assert [rows for rows, _ in pages] == [[{"contactid": "1"}], [{"contactid": "2"}]]
+    assert [s.url for s in fake.sent] == [API + "contacts", NEXT, NEXT]
+
+
+# -- write headers ---------------------------------------------------------------------------------
+
+
+def test_write_headers_off_by_default(fake: Setup) -> None:
+    assert fake.client.write_headers() == {}
+
+
+def test_write_headers_from_settings(make: Make) -> None:
+    setup = make(ClientSettings(bypass_business_logic="CustomSync,CustomAsync", suppress_flows=True))
+    assert setup.client.write_headers() == {
+        "MSCRM.BypassBusinessLogicExecution": "CustomSync,CustomAsync",
+        "MSCRM.SuppressCallbackRegistrationExpanderJob": "true",
+    }
+
+
+def test_write_headers_are_sent_when_passed(make: Make) -> None:
+    setup = make(ClientSettings(suppress_flows=True))
+    setup.script(answer(204))
+    setup.client.request(
+        "PATCH", "contacts(x)", kind="write", json_body={}, headers=setup.client.write_headers()
+    )
+    assert setup.sent[0].headers["MSCRM.SuppressCallbackRegistrationExpanderJob"] == "true"
+    assert "MSCRM.BypassBusinessLogicExecution" not in setup.sent[0].headers
+
+
+# -- batches ---------------------------------------------------------------------------------------
+
+BOUNDARY = "batchresponse_6f7c8d2e-1a2b-4c3d-9e8f-001122334455"
+
+
+def batch_answer(*statuses: int) -> requests.Response:
+    lines: list[str] = []
+    for status in statuses:
+        lines += [f"--{BOUNDARY}", "Content-Type: application/http", "Content-Transfer-Encoding: binary", ""]
+        if status == 200:
+            lines += [
+                "HTTP/1.1 200 OK",
+                "Content-Type: application/json",
+                "",
+                '{"value": [{"contactid": "1"}]}',
+            ]
+        else:
+            lines += [f"HTTP/1.1 {status} Status", "OData-Version: 4.0", "", ""]
+    lines += [f"--{BOUNDARY}--", ""]
+    return answer(
+        200,
+        "\r\n".join(lines).encode(),
+        headers={"Content-Type": f"multipart/mixed; boundary={BOUNDARY}"},
+    )
+
+
+def test_batch_builds_sends_and_parses(fake: Setup) -> None:
+    fake.script(batch_answer(200, 204, 404))
+    parts = [
+        Part("GET", "contacts?$select=contactid"),
+        Part("PATCH", f"contacts({GUID})", {"a@odata.bind": "x(1)"}, {"If-Match": "*"}),
+        Part("DELETE", f"contacts({GUID})/nav/$ref"),
+    ]
+    results = fake.client.batch(parts, kind="write_batch")
+    assert [r.status for r in results] == [200, 204, 404]
+    assert results[0].json() == {"value": [{"contactid": "1"}]}
+    (sent,) = fake.sent
+    assert sent.method == "POST"
+    assert sent.url == API + "$batch"
+    assert sent.headers["Content-Type"].startswith("multipart/mixed; boundary=batch_")
+    assert sent.headers["Prefer"] == "odata.continue-on-error"
+    body = sent.kwargs["data"].decode()
+    assert "GET /api/data/v9.2/contacts?$select=contactid HTTP/1.1\r\n" in body
+    assert f"PATCH /api/data/v9.2/contacts({GUID}) HTTP/1.1\r\n" in body
+    assert "If-Match: *\r\n" in body
+    assert fake.client.counters.by_kind == {"write_batch": 1}
+
+
+def test_batch_with_fewer_answers_than_requests_is_transient(fake: Setup) -> None:
+    fake.script(batch_answer(204))
+    with pytest.raises(TransientError, match="1 parts for 2 requests"):
+        fake.client.batch([Part("GET", "a"), Part("GET", "b")], kind="read_batch")
+
+
+def test_batch_without_continue_on_error(fake: Setup) -> None:
+    fake.script(batch_answer(400))  # the first failure stopped the batch
+    results = fake.client.batch(
+        [Part("GET", "a"), Part("GET", "b")], kind="read_batch", continue_on_error=False
+    )
+    assert [r.status for r in results] == [400]
+    assert "Prefer" not in fake.sent[0].headers
+
+
+def test_batch_answer_that_is_not_multipart_is_transient(fake: Setup) -> None:
+    fake.script(answer(200, {"value": []}))
+    with pytest.raises(TransientError, match="not multipart"):
+        fake.client.batch([Part("GET", "a")], kind="read_batch")
+
+
+def test_batch_is_retried_like_any_request(fake: Setup) -> None:
+    fake.script(error(503), batch_answer(204))
+    assert [r.status for r in fake.client.batch([Part("GET", "a")], kind="read_batch")] == [204]
+    assert len(fake.sent) == 2
+    assert fake.sent[0].kwargs["data"] == fake.sent[1].kwargs["data"]
+
+
+# -- construction ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "org.crm.dynamics.com",
+        "ftp://org.crm.dynamics.com",
+        "https://",
+        "file:///etc/passwd",
+        "https:///x",
+    ],
+)
+def test_invalid_organization_url(make: Make, url: str) -> None:
+    with pytest.raises(ValueError, match="not an organization URL"):
+        make(organization_url=url)
