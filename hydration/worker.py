@@ -173,6 +173,7 @@ class Worker:
         )
         base = replace(checkpoint, watermark=live.watermark) if plan else live
         end = window_end(self.client.server_now(max_age=0), self.settings.settle)
+        earlier = Counters(throttled_seconds=Counters.from_dict(task.counters).throttled_seconds)
         started = replace(
             start_pass(
                 base,
@@ -184,6 +185,7 @@ class Worker:
             ),
             manifest_hash=digest,
         )
+        started = replace(started, counters=started.counters + earlier)
         new_etag = self.state.save_checkpoint(started, etag, plan=plan)
         self.state.update_task(
             message.run_id,
@@ -392,11 +394,19 @@ class Worker:
     def _throttled(self, message: TaskMessage, exc: ThrottledError) -> Outcome:
         delay = max(1, math.ceil(exc.retry_after))
         self.queue.send(message.encode(), delay_seconds=delay)
-        current = self.state.task(message.run_id, message.table)
-        if current is not None:
-            counters = dict(current.value.counters)
-            counters["throttled_seconds"] = float(counters.get("throttled_seconds", 0.0)) + delay
-            self.state.update_task(message.run_id, message.table, counters=counters)
+        plan = message.kind == "plan"
+        loaded = self.state.checkpoint(message.table, plan=plan)
+        checkpoint = loaded.value
+        if checkpoint.run_id == message.run_id and checkpoint.seq == message.seq:
+            counters = checkpoint.counters + Counters(throttled_seconds=float(delay))
+            with contextlib.suppress(ConflictError):  # only the throttled seconds would be lost
+                self.state.save_checkpoint(replace(checkpoint, counters=counters), loaded.etag, plan=plan)
+                self.state.update_task(message.run_id, message.table, counters=counters.to_dict())
+        else:  # throttled before the pass started: the task keeps the count until the start takes it over
+            task = self.state.task(message.run_id, message.table)
+            if task is not None:
+                counters = Counters.from_dict(task.value.counters) + Counters(throttled_seconds=float(delay))
+                self.state.update_task(message.run_id, message.table, counters=counters.to_dict())
         log.warning(
             "run %s table %s step %d: throttled for %ds; re-enqueued",
             message.run_id,

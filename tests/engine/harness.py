@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import requests
+
 from dataverse_emulator.client import EmulatorClient
 from hydration.checkpoints import Checkpoint
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
-from hydration.dataverse.client import DataverseClient
+from hydration.dataverse.client import ClientSettings, DataverseClient
 from hydration.dataverse.metadata import Metadata
 from hydration.linking import LinkSettings
 from hydration.runs import start_run
@@ -33,7 +35,7 @@ TABLES = {"contact": CONTACT_SOURCES, "lead": LEAD_SOURCES}
 SETTLE = timedelta(minutes=15)
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """An injected crash of the worker process at a chosen point."""
 
 
@@ -47,7 +49,7 @@ class CrashingState(StateStore):
     def save_checkpoint(self, checkpoint: Checkpoint, etag: str, *, plan: bool = False) -> str:
         if self.when is not None and self.when(checkpoint):
             self.when = None
-            raise Crash("crashed before saving the checkpoint")
+            raise CrashError("crashed before saving the checkpoint")
         return super().save_checkpoint(checkpoint, etag, plan=plan)
 
 
@@ -68,14 +70,14 @@ class CrashingQueue:
     def send(self, text: str, *, delay_seconds: int = 0) -> None:
         if self.crash_before is not None and self.crash_before(text):
             self.crash_before = None
-            raise Crash("crashed before enqueuing")
+            raise CrashError("crashed before enqueuing")
         self.inner.send(text, delay_seconds=delay_seconds)
         self.sent.append(text)
         if self.duplicate:
             self.inner.send(text, delay_seconds=delay_seconds)
         if self.crash_after is not None and self.crash_after(text):
             self.crash_after = None
-            raise Crash("crashed after enqueuing")
+            raise CrashError("crashed after enqueuing")
 
     def receive(self, *, visibility_timeout: int) -> Received | None:
         return self.inner.receive(visibility_timeout=visibility_timeout)
@@ -97,11 +99,23 @@ class Harness:
     """The engine against one emulator and one Azurite, with its own tables and queues."""
 
     def __init__(
-        self, emulator: EmulatorClient, azurite: str, *, link: LinkSettings | None = None, **settings: Any
+        self,
+        emulator: EmulatorClient,
+        azurite: str,
+        *,
+        link: LinkSettings | None = None,
+        client_settings: ClientSettings | None = None,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+        **settings: Any,
     ) -> None:
         self.em = emulator
         org = emulator.base_url
-        self.client = DataverseClient(organization_url=org, tokens=TokenProvider(DevelopmentToken(org, "app"), org))
+        self.client = DataverseClient(
+            organization_url=org,
+            tokens=TokenProvider(DevelopmentToken(org, "app"), org),
+            settings=client_settings,
+            session_factory=session_factory,
+        )
         prefix = "t" + uuid.uuid4().hex[:12]
         self.state = StateStore(AzureStateTables.from_connection_string(azurite), prefix=prefix)
         queue_name = f"tasks-{uuid.uuid4().hex[:12]}"
@@ -118,7 +132,9 @@ class Harness:
         self.worker = self._worker(self.state)
 
     def _worker(self, state: StateStore) -> Worker:
-        return Worker(client=self.client, state=state, queue=self.queue, settings=self.settings, metadata=self.metadata)
+        return Worker(
+            client=self.client, state=state, queue=self.queue, settings=self.settings, metadata=self.metadata
+        )
 
     def crash_state(self, when: Callable[[Checkpoint], bool]) -> None:
         """Make the worker crash once, just before saving a checkpoint matching ``when``."""
@@ -144,10 +160,22 @@ class Harness:
         """Let the emulator's clock pass the settle period, so recent changes fall inside the window."""
         self.em.advance_clock(SETTLE.total_seconds() + 60)
 
-    def start(self, *, tables: dict[str, list[tuple[str, str]]] | None = None, full: bool = False, plan: bool = False) -> str:
+    def start(
+        self,
+        *,
+        tables: dict[str, list[tuple[str, str]]] | None = None,
+        full: bool = False,
+        plan: bool = False,
+    ) -> str:
         """Start a run without processing it."""
         return start_run(
-            self.state, self.queue, tables or TABLES, now=datetime.now(UTC), trigger="test", full=full, plan=plan
+            self.state,
+            self.queue,
+            tables or TABLES,
+            now=datetime.now(UTC),
+            trigger="test",
+            full=full,
+            plan=plan,
         )
 
     def run(self, **kwargs: Any) -> tuple[str, dict[str, TaskRecord], DrainStats]:

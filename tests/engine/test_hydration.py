@@ -14,7 +14,7 @@ from dataverse_emulator.client import EmulatorClient
 from hydration.linking import LinkSettings
 from hydration.messages import TaskMessage
 from hydration.worker import Outcome
-from tests.engine.harness import Crash, Harness
+from tests.engine.harness import Harness
 
 pytestmark = pytest.mark.integration
 
@@ -49,15 +49,20 @@ def test_a_full_pass_over_20000_rows_links_every_mapped_row_and_touches_nothing_
     assert harness.outcomes[Outcome.FAILED] == 0
 
 
-def test_reunify_then_incremental_writes_only_changed_rows_and_full_pass_clears_stale(harness: Harness) -> None:
+def test_reunify_then_incremental_writes_only_changed_rows_and_full_pass_clears_stale(
+    harness: Harness,
+) -> None:
     harness.run()
     harness.em.reset_stats()
     changes = harness.em.reunify(0.01, seed=4)
-    assert changes["moved"] and changes["deleted"] and changes["merged_profiles"]
+    assert changes["moved"]
+    assert changes["deleted"]
+    assert changes["merged_profiles"]
     harness.settle()
     before = harness.summary("contact")
     needed = before["missing"] + before["wrong"]
-    assert needed > 0 and before["stale"] > 0
+    assert needed > 0
+    assert before["stale"] > 0
 
     _, tasks, _ = harness.run()
 
@@ -124,7 +129,8 @@ def test_a_crash_then_redelivery_gives_the_same_end_state(harness: Harness, poin
 
     _, tasks, drained = harness.run()
 
-    assert drained.failed == 1 and drained.poisoned == 0
+    assert drained.failed == 1
+    assert drained.poisoned == 0
     for table in ("contact", "lead"):
         assert all_correct(harness.summary(table))
     assert harness.written() == expected  # the redone step found its rows already written
@@ -199,7 +205,13 @@ def test_plan_reports_exactly_what_the_real_pass_then_writes(harness: Harness) -
         ({}, {"elastic_read_lag_seconds": 300}),
         ({}, {"update_multiple": {"contact": False, "lead": False, "msdynci_customerprofile": True}}),
         ({}, {"modifiedon_precision": "second"}),
-        ({"cid_lookup": "present", "cid_lookup_navigation_property": "msdynci_LookupField_CustomerProfile"}, {}),
+        (
+            {
+                "cid_lookup": "present",
+                "cid_lookup_navigation_property": "msdynci_LookupField_CustomerProfile",
+            },
+            {},
+        ),
     ],
 )
 def test_every_mode_ends_with_every_row_linked_correctly(
@@ -237,8 +249,13 @@ def test_a_task_for_a_table_without_data_sources_fails_with_a_clear_message(harn
 
 
 def test_malformed_messages_are_rejected_without_retries(harness: Harness) -> None:
-    for text in ["not json", json.dumps({"v": 2}), json.dumps({"v": 1, "kind": "hydrate", "run": "x", "table": "contact", "seq": 0})]:
+    for text in [
+        "not json",
+        json.dumps({"v": 2}),
+        json.dumps({"v": 1, "kind": "hydrate", "run": "x", "table": "contact", "seq": 0}),
+    ]:
         harness.queue.send(text)
     drained = harness.driver().drain(idle_timeout=5)
     assert harness.outcomes[Outcome.REJECTED] == 3
-    assert drained.failed == 0 and drained.poisoned == 0
+    assert drained.failed == 0
+    assert drained.poisoned == 0
