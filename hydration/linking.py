@@ -86,6 +86,20 @@ class StepResult:
     exhausted: bool = False
 
 
+@dataclass
+class State:
+    """What deciding a set of source rows needs, read in one go."""
+
+    sources: dict[str, dict[str, Any]]
+    """The source rows that exist, by id, with their current link."""
+    deferred: set[str]
+    """Ids that a later page of the same window names again (left to that page)."""
+    profiles: dict[str, str | None]
+    """Profiles that exist (id → partition id), at least every winner's."""
+    winners: dict[str, tuple[Winner | None, bool]] = field(default_factory=dict)
+    """Each named source row's winning mapping row, and whether its mapping rows disagree."""
+
+
 def _query(entity_set: str, options: dict[str, str]) -> str:
     """A relative URL with percent-encoded query options, safe inside a ``$batch`` request line."""
     return entity_set + "?" + "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items())
@@ -133,7 +147,7 @@ class Linker:
     ) -> tuple[list[dict[str, Any]], bool]:
         """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
         options = {
-            "$select": f"{MAPPING_KEY},{MAPPING_VALUE}",
+            "$select": f"{MAPPING_KEY},{MAPPING_VALUE},_{MAPPING_LOOKUP}_value",
             "$filter": self.window_filter(start, end, after),
             "$orderby": f"{MAPPING_KEY} asc",
         }
@@ -181,13 +195,12 @@ class Linker:
         return rows
 
     def read_state(
-        self, source_ids: Sequence[str], *, later: str | None = None
-    ) -> tuple[dict[str, dict[str, Any]], dict[str, list[dict[str, Any]]], dict[str, str | None], set[str]]:
-        """The state of some source rows: current rows, mapping rows, profiles, ids named again later.
+        self, source_ids: Sequence[str], *, later: str | None = None, likely_profiles: Sequence[str] = ()
+    ) -> State:
+        """Read, in one ``$batch``, what deciding these source rows needs (see ``State``).
 
-        Returns the current source rows, the mapping rows by source id, the profiles they name
-        (id → partition id), and, when ``later`` (a window filter past this page) is given, the ids that
-        a later page of the window names again.
+        ``likely_profiles`` (the profiles the page's own mapping rows name) are read in the same batch;
+        only winners naming other profiles (conflicts) cost a second one.
         """
         key = self.target.table.primary_id
         select_source = [key, self._lookup_value]
@@ -197,50 +210,47 @@ class Linker:
         parts: list[tuple[str, Part]] = []
         for start in range(0, len(source_ids), self.settings.read_chunk):
             chunk = source_ids[start : start + self.settings.read_chunk]
-            parts.append(
-                (
-                    "source",
-                    Part(
-                        "GET",
-                        _query(
-                            self.target.table.entity_set,
-                            {"$select": ",".join(select_source), "$filter": odata.in_filter(key, chunk)},
-                        ),
-                    ),
-                )
-            )
+            options = {"$select": ",".join(select_source), "$filter": odata.in_filter(key, chunk)}
+            parts.append(("source", Part("GET", _query(self.target.table.entity_set, options))))
             values = ",".join(odata.string(v) for v in chunk)
             named = f"Microsoft.Dynamics.CRM.In(PropertyName='{MAPPING_VALUE}',PropertyValues=[{values}])"
-            mapping_filter = f"{sources_filter(self.target.sources)} and {named}"
-            options = {"$select": ",".join(select_mapping), "$filter": mapping_filter}
+            options = {
+                "$select": ",".join(select_mapping),
+                "$filter": f"{sources_filter(self.target.sources)} and {named}",
+            }
             parts.append(("mapping", Part("GET", _query(MAPPING_SET, options))))
             if later is not None:
                 options = {"$select": MAPPING_VALUE, "$filter": f"{later} and {named}"}
                 parts.append(("later", Part("GET", _query(MAPPING_SET, options))))
+        asked = sorted(set(likely_profiles))
+        parts += self._profile_parts(asked)
         rows = self._batched_reads(parts)
-        sources = {odata.normalize_guid(r[key]): r for r in rows.get("source", [])}
-        mapping: dict[str, list[dict[str, Any]]] = {}
+        state = State(
+            sources={odata.normalize_guid(r[key]): r for r in rows.get("source", [])},
+            deferred={
+                v for r in rows.get("later", []) if (v := odata.try_guid(r.get(MAPPING_VALUE))) is not None
+            },
+            profiles={
+                odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in rows.get("profile", [])
+            },
+        )
+        by_source: dict[str, list[dict[str, Any]]] = {}
         for row in rows.get("mapping", []):
             value = odata.try_guid(row.get(MAPPING_VALUE))
             if value is not None:
-                mapping.setdefault(value, []).append(row)
-        profile_ids = sorted(
-            {
-                p
-                for rs in mapping.values()
-                for r in rs
-                if (p := odata.try_guid(r.get(f"_{MAPPING_LOOKUP}_value"))) is not None
-            }
-        )
-        profiles = self.read_profiles(profile_ids)
-        deferred = {
-            v for r in rows.get("later", []) if (v := odata.try_guid(r.get(MAPPING_VALUE))) is not None
-        }
-        return sources, mapping, profiles, deferred
+                by_source.setdefault(value, []).append(row)
+        for source_id, mapping_rows in by_source.items():
+            state.winners[source_id] = self.winner(mapping_rows)
+        needed = {w.profile for w, _ in state.winners.values() if w is not None and w.profile is not None}
+        missing = sorted(needed - set(asked))
+        if missing:
+            extra = self._batched_reads(self._profile_parts(missing)).get("profile", [])
+            state.profiles.update({odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in extra})
+        return state
 
-    def read_profiles(self, profile_ids: Sequence[str]) -> dict[str, str | None]:
-        """Which profiles exist, with their partition id."""
-        parts = [
+    def _profile_parts(self, profile_ids: Sequence[str]) -> list[tuple[str, Part]]:
+        chunk = self.settings.read_chunk
+        return [
             (
                 "profile",
                 Part(
@@ -249,17 +259,13 @@ class Linker:
                         PROFILE_SET,
                         {
                             "$select": f"{PROFILE_KEY},partitionid",
-                            "$filter": odata.in_filter(
-                                PROFILE_KEY, profile_ids[i : i + self.settings.read_chunk]
-                            ),
+                            "$filter": odata.in_filter(PROFILE_KEY, profile_ids[i : i + chunk]),
                         },
                     ),
                 ),
             )
-            for i in range(0, len(profile_ids), self.settings.read_chunk)
+            for i in range(0, len(profile_ids), chunk)
         ]
-        rows = self._batched_reads(parts).get("profile", []) if parts else []
-        return {odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in rows}
 
     # -- deciding ---------------------------------------------------------------------------
 
@@ -280,7 +286,12 @@ class Linker:
         return best, len(profiles) > 1
 
     def link_rows(
-        self, source_ids: Sequence[str], *, retry_phase: bool = False, later: str | None = None
+        self,
+        source_ids: Sequence[str],
+        *,
+        retry_phase: bool = False,
+        later: str | None = None,
+        likely_profiles: Sequence[str] = (),
     ) -> StepResult:
         """Bring the given source rows' links in line with the mapping (the mapping and retry phases).
 
@@ -288,7 +299,8 @@ class Linker:
         is decided once per pass: a dry run then counts exactly the writes the real pass makes.
         """
         result = StepResult()
-        sources, mapping, profiles, deferred = self.read_state(source_ids, later=later)
+        state = self.read_state(source_ids, later=later, likely_profiles=likely_profiles)
+        sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         counters: dict[str, int] = {}
 
@@ -296,9 +308,9 @@ class Linker:
             counters[name] = counters.get(name, 0) + n
 
         for source_id in source_ids:
-            if source_id in deferred:
+            if source_id in state.deferred:
                 continue
-            best, conflict = self.winner(mapping.get(source_id, []))
+            best, conflict = state.winners.get(source_id, (None, False))
             count("conflicts", conflict)
             row = sources.get(source_id)
             if row is None:
@@ -426,14 +438,15 @@ class Linker:
     def reconcile(self, source_ids: Sequence[str]) -> StepResult:
         """Check linked rows against the mapping: fix wrong links, clear (or count) stale ones."""
         result = StepResult()
-        sources, mapping, profiles, _ = self.read_state(source_ids)
+        state = self.read_state(source_ids)
+        sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         stale: list[str] = []
         for source_id in source_ids:
             row = sources.get(source_id)
             if row is None:
                 continue
-            best, _ = self.winner(mapping.get(source_id, []))
+            best, _ = state.winners.get(source_id, (None, False))
             if best is None or best.profile is None:
                 stale.append(source_id)
             elif best.profile not in profiles:

@@ -322,7 +322,8 @@ class Worker:
                 later = linker.window_filter(
                     checkpoint.window_start, checkpoint.window_end, rows[-1]["msdynci_alternatekeyid"]
                 )
-            result = linker.link_rows(ids, later=later) if ids else StepResult()
+            likely = [p for r in rows if (p := odata.try_guid(r.get("_msdynci_lookupfield_customer_value")))]
+            result = linker.link_rows(ids, later=later, likely_profiles=likely) if ids else StepResult()
             self._record_retries(checkpoint.table, result, plan=plan, now=now, resolve=False)
             counters = result.counters + Counters(pages=1, rows_read=len(rows), invalid_keys=invalid)
             cursor = rows[-1]["msdynci_alternatekeyid"] if rows else checkpoint.cursor

@@ -65,6 +65,16 @@ class TokenProvider:
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
 
+    @property
+    def scope(self) -> str:
+        """The scope tokens are asked for: the organization URL + ``/.default``."""
+        return self._scope
+
+    @property
+    def credential(self) -> TokenCredential:
+        """The credential tokens come from."""
+        return self._credential
+
     def token(self) -> str:
         """A valid token; refreshed when it expires within five minutes. Never logged."""
         with self._lock:
@@ -79,3 +89,24 @@ class TokenProvider:
         """Forget the cached token (after a 401)."""
         with self._lock:
             self._token = None
+
+
+def token_provider(
+    organization_url: str,
+    *,
+    development_user: str | None = None,
+    managed_identity_client_id: str | None = None,
+) -> TokenProvider:
+    """The token source for an organization: azure-identity's ``DefaultAzureCredential`` by default.
+
+    ``DefaultAzureCredential`` tries, in order, environment variables, workload identity, managed identity
+    (``managed_identity_client_id`` selects a user-assigned one), then developer logins such as the Azure
+    CLI. ``development_user`` instead sends a fixed token naming that user, and only to a loopback URL
+    (the local emulator).
+    """
+    if development_user is not None:
+        return TokenProvider(DevelopmentToken(organization_url, development_user), organization_url)
+    from azure.identity import DefaultAzureCredential
+
+    credential = DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
+    return TokenProvider(credential, organization_url)

@@ -186,3 +186,22 @@ def test_development_token_works_with_the_provider() -> None:
     url = "http://127.0.0.1:9999"
     provider = TokenProvider(DevelopmentToken(url, "tester"), url)
     assert provider.token() == "tester"
+
+
+def test_token_provider_uses_a_development_token_only_for_loopback() -> None:
+    from hydration.dataverse.auth import token_provider
+    from hydration.dataverse.errors import AuthError
+
+    assert token_provider("http://127.0.0.1:8765", development_user="dev").token() == "dev"
+    with pytest.raises(AuthError):
+        token_provider("https://contoso.crm.dynamics.com", development_user="dev")
+
+
+def test_token_provider_defaults_to_default_azure_credential() -> None:
+    from azure.identity import DefaultAzureCredential
+
+    from hydration.dataverse.auth import token_provider
+
+    provider = token_provider("https://contoso.crm.dynamics.com", managed_identity_client_id="abc")
+    assert isinstance(provider.credential, DefaultAzureCredential)
+    assert provider.scope == "https://contoso.crm.dynamics.com/.default"
