@@ -58,11 +58,11 @@ def main(argv: list[str] | None = None) -> int:
             database=args.database,
             modes=_modes(args.modes),
         )
-    except (ValueError, OSError) as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except SystemExit:  # werkzeug's server exits when it cannot listen, after saying why on stderr
-        print(f"error: cannot listen on {args.host}:{args.port}", file=sys.stderr)
+    except OSError as exc:
+        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _stop)
     try:

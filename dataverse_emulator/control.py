@@ -5,9 +5,11 @@ Not part of Dataverse: no token is needed, and it answers plain JSON (errors as 
 - ``GET health``; ``GET stats``, ``POST stats/reset``: request counts by kind, rows read and written;
 - ``POST reset`` ``{contacts, leads, seed, modes}``: rebuild and reseed (seed-time modes go here);
 - ``GET modes``, ``PATCH modes`` ``{name: value}``: the behaviour switches;
-- ``POST reunify`` ``{fraction, seed, defer_profiles, spread_seconds}``; ``POST publish-deferred``;
+- ``POST reunify`` ``{fraction, seed, defer_profiles, spread_seconds}``: the change counts and the time
+  changed rows were stamped at; ``POST publish-deferred``;
 - ``GET sources``: the seeded CI-D data sources and the Dataverse table each came from;
-- ``GET links?table=contact[&lookup=...][&rows=all|wrong|none]``: the truth, row by row;
+- ``GET links?table=contact[&lookup=...][&rows=all|wrong|none]``: the truth: a summary by outcome and
+  the rows asked for, each with its ``outcome`` (``lookup`` is needed when the table has several);
 - ``GET clock``, ``POST clock`` ``{advance_seconds}``: server time.
 """
 
@@ -48,9 +50,10 @@ def _body(request: Request, known: tuple[str, ...] | None) -> dict[str, Any]:
         raise ControlError(f"the body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise ControlError("the body must be a JSON object")
-    unknown = sorted(set(body) - set(known)) if known is not None else []
-    if unknown:
-        raise ControlError(f"unknown field {unknown[0]!r}; known: {', '.join(known)}")
+    if known is not None:
+        unknown = sorted(set(body) - set(known))
+        if unknown:
+            raise ControlError(f"unknown field {unknown[0]!r}; known: {', '.join(known)}")
     return body
 
 

@@ -13,6 +13,7 @@ import binascii
 import json
 import logging
 import secrets
+import socket
 import tempfile
 import threading
 from pathlib import Path
@@ -183,9 +184,19 @@ class EmulatorServer:
             self.org.modes.update(modes, allow_seed=True)
         seed_organization(self.org)
         self.app = EmulatorApp(self.org)
-        self._server: BaseWSGIServer = make_server(
-            host, port, self.app, threaded=True, request_handler=_Handler
-        )
+        # Bind here so a taken port raises OSError (werkzeug would print and exit the process).
+        listener = socket.create_server((host, port))
+        try:
+            self._server: BaseWSGIServer = make_server(
+                host,
+                listener.getsockname()[1],
+                self.app,
+                threaded=True,
+                request_handler=_Handler,
+                fd=listener.fileno(),
+            )
+        finally:
+            listener.close()  # the server holds its own duplicate of the socket
         setattr(self._server, "daemon_threads", True)  # noqa: B010 - ThreadingMixIn attribute
         self._thread: threading.Thread | None = None
 
@@ -193,7 +204,7 @@ class EmulatorServer:
     def base_url(self) -> str:
         """``http://127.0.0.1:<port>``: the organization URL (what users configure)."""
         host = self._server.server_address[0]
-        return f"http://{host if isinstance(host, str) else host.decode()}:{self._server.server_port}"
+        return f"http://{host if isinstance(host, str) else host.decode()}:{self._server.server_address[1]}"
 
     @property
     def api_url(self) -> str:
@@ -214,10 +225,10 @@ class EmulatorServer:
 
     def stop(self) -> None:
         """Stop serving, wait for the thread, close the database."""
-        self._server.shutdown()
-        self._server.server_close()
         if self._thread is not None:
+            self._server.shutdown()
             self._thread.join(timeout=10)
+        self._server.server_close()
         self.org.store.close()
         if self._tempdir is not None:
             self._tempdir.cleanup()

@@ -155,7 +155,7 @@ class Store:
             f"VALUES ({', '.join('?' for _ in names)})"
         )
         count = 0
-        with self.lock:
+        with self.transaction():
 
             def values() -> Iterator[list[Any]]:
                 nonlocal count

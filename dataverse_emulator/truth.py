@@ -58,10 +58,12 @@ def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[
         else "NULL"
     )
     key = quote(entity.primary_id)
+    # ``sid`` is cast to TEXT so it has the key's affinity: only then can SQLite index the winners for
+    # the join instead of scanning them once per source row.
     marks = ",".join("?" * len(sources)) or "NULL"
     sql = f"""
-        WITH ranked AS MATERIALIZED (
-            SELECT lower(trim(msdynci_alternatevalue, '{{}}')) AS sid,
+        WITH ranked AS (
+            SELECT CAST(lower(trim(msdynci_alternatevalue, '{{}}')) AS TEXT) COLLATE BINARY AS sid,
                    msdynci_lookupfield_customer AS profile,
                    ROW_NUMBER() OVER (
                        PARTITION BY lower(trim(msdynci_alternatevalue, '{{}}'))
@@ -69,11 +71,12 @@ def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[
                    ) AS rn
             FROM msdynci_alternatekey
             WHERE msdynci_entityname = ? AND msdynci_datasourcename IN ({marks})
-        )
+        ),
+        winners AS MATERIALIZED (SELECT sid, profile FROM ranked WHERE rn = 1)
         SELECT t.{key} AS id, r.profile AS winner, p.msdynci_customerprofileid AS expected,
                p.partitionid AS expected_pid, {current} AS current, {current_pid} AS current_pid
         FROM {quote(table)} t
-        LEFT JOIN ranked r ON r.sid = t.{key} AND r.rn = 1
+        LEFT JOIN winners r ON r.sid = t.{key}
         LEFT JOIN msdynci_customerprofile p ON p.msdynci_customerprofileid = r.profile
         ORDER BY t.{key}
     """
