@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: test check lint typecheck node emulator clean
+.PHONY: test check lint typecheck node demo emulator clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+
+## The hydration job end to end on Azurite and the local Dataverse emulator (starts and stops both).
+demo: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m devtools.demo
 
 ## Run the Dataverse Web API emulator in the foreground with seeded data.
 emulator: $(STAMP)

@@ -380,7 +380,7 @@ class Worker:
             f"{'full' if checkpoint.full else 'incremental'} pass: read {counters.rows_read} rows, {verb} "
             f"{counters.written}, {counters.already_correct} already correct, "
             f"{counters.no_profile} waiting for their profile, {counters.no_source} without a source row, "
-            f"{counters.stale} stale"
+            f"{counters.stale} stale ({counters.cleared} cleared)"
         )
         self.state.update_task(
             message.run_id,

@@ -8,7 +8,7 @@ import pytest
 
 from dataverse_emulator import EmulatorServer, SeedParams
 from dataverse_emulator.client import EmulatorClient, WebApi
-from tests.azurite import Azurite
+from devtools.azurite import Azurite
 
 CONTACTS, LEADS, SEED = 300, 150, 7
 

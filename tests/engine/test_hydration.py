@@ -259,3 +259,22 @@ def test_malformed_messages_are_rejected_without_retries(harness: Harness) -> No
     assert harness.outcomes[Outcome.REJECTED] == 3
     assert drained.failed == 0
     assert drained.poisoned == 0
+
+
+def test_a_run_finding_the_table_busy_is_skipped_and_the_active_chain_reruns(harness: Harness) -> None:
+    first = harness.start()
+    driver = harness.driver()
+    assert driver.run_once()  # the first run's contact pass is now under way
+    second = harness.start()
+    driver.drain(idle_timeout=10)
+
+    skipped = {t.table: t for t in harness.state.tasks(second)}["contact"]
+    assert skipped.status == "Skipped"
+    assert first in skipped.details
+    assert "rerun was requested" in skipped.details
+    checkpoint = harness.state.checkpoint("contact").value
+    assert checkpoint.run_id == first
+    assert not checkpoint.active
+    assert not checkpoint.rerun_requested  # the first run's chain acted on it
+    assert {t.table: t.status for t in harness.state.tasks(first)}["contact"] == "Successful"
+    assert all_correct(harness.summary("contact"))

@@ -110,3 +110,76 @@ def test_a_long_throttle_reenqueues_with_a_delay_and_never_poisons(
     assert tasks["contact"].counters["throttled_seconds"] >= 4
     summary = harness.summary("contact")
     assert summary["correct"] == summary["rows"]
+
+
+class FailingSession(requests.Session):
+    """A real session whose bulk writes always answer 503 (a fake transport): a transient error that lasts."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if method == "POST" and "UpdateMultiple" in str(url):
+            response = requests.Response()
+            response.status_code = 503
+            response._content = b'{"error":{"code":"0x80040216","message":"Service unavailable"}}'
+            return response
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_a_step_that_keeps_failing_is_poisoned_and_its_task_recorded_failed(
+    emulator: EmulatorClient, azurite: str
+) -> None:
+    emulator.reset(contacts=300, leads=0, seed=3)
+    harness = Harness(
+        emulator, azurite, client_settings=ClientSettings(max_retries=0), session_factory=FailingSession
+    )
+    _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
+    assert drained.poisoned == 1
+    assert drained.failed == 5  # the host's maxDequeueCount
+    assert tasks["contact"].status == "Failed"
+    assert "failed 5 times" in tasks["contact"].details
+    checkpoint = harness.state.checkpoint("contact").value
+    assert not checkpoint.active  # the lease is released
+    assert checkpoint.full_pass_owed  # the interrupted full pass is owed again
+    assert harness.poison.approximate_count() == 1
+
+
+class DeletingSession(requests.Session):
+    """A real session that deletes one target row just before the first bulk write reaches the server."""
+
+    deleted: str | None = None
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        if method == "POST" and "UpdateMultiple" in str(url) and DeletingSession.deleted is None:
+            target = kwargs["json"]["Targets"][0]["contactid"]
+            DeletingSession.deleted = target
+            gone = super().request(
+                "DELETE", str(url).split("contacts/")[0] + f"contacts({target})", headers=kwargs["headers"]
+            )
+            assert gone.status_code == 204
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_a_failed_bulk_write_is_resent_as_single_updates_and_the_bad_row_retried(
+    emulator: EmulatorClient, azurite: str
+) -> None:
+    emulator.reset(contacts=400, leads=0, seed=3)
+    DeletingSession.deleted = None
+    harness = Harness(
+        emulator,
+        azurite,
+        link=LinkSettings(page_size=1000, write_batch=1000),
+        session_factory=DeletingSession,
+    )
+    _, tasks, _ = harness.run(tables={"contact": CONTACT_SOURCES})
+    requests_made = emulator.stats()["requests"]
+    assert requests_made["update_multiple"] == 1  # the all-or-nothing request failed on the deleted row
+    assert requests_made["batch"] >= 2  # ... and was resent as single PATCHes
+    assert tasks["contact"].counters["failed"] == 1
+    entries = harness.state.retry_entries("contact", after=None, limit=10)
+    assert [key for key, _ in entries] == [DeletingSession.deleted]
+    assert entries[0][1]["reason"] == "the write failed"
+    summary = harness.summary("contact")
+    assert summary["correct"] == summary["rows"]
+
+    _, tasks, _ = harness.run(tables={"contact": CONTACT_SOURCES})
+    assert harness.state.retry_count("contact") == 0  # re-decided: the row no longer exists
+    assert tasks["contact"].counters["no_source"] >= 1

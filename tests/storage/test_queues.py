@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 from azure.storage.queue import QueueClient
 
+from devtools.azurite import Azurite
 from hydration.storage import (
     AzureTaskQueue,
     ConflictError,
@@ -16,7 +17,6 @@ from hydration.storage import (
     poison_queue_name,
 )
 from hydration.storage.queues import MAX_PAYLOAD_BYTES, Received, TaskQueue, decode_body, encode_text
-from tests.azurite import Azurite
 from tests.storage.conftest import FakeClock, QueuesEnv, unique
 
 

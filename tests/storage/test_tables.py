@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from devtools.azurite import Azurite
 from hydration.storage import (
     AzureStateTables,
     ConflictError,
@@ -16,7 +17,6 @@ from hydration.storage import (
     StorageUnavailableError,
 )
 from hydration.storage.tables import PAGE_SIZE, StateTables, validate_table_name
-from tests.azurite import Azurite
 from tests.storage.conftest import TablesEnv, unique
 
 # --- ETags, claims, deletes ------------------------------------------------------------------------

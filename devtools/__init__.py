@@ -1,0 +1,1 @@
+"""Development tools: Azurite for tests and the local demonstration."""
