@@ -20,6 +20,7 @@ import requests
 
 from dataverse_emulator import EmulatorServer
 from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from tests.emulator.lookups import create_lookup
 
 LOOKUP_SCHEMA = "new_CustomerProfile"
 LOOKUP_LOGICAL = "new_customerprofile"
@@ -62,29 +63,6 @@ def read_all(api: WebApi, entity_set: str, select: str, page: int = 500) -> list
         rows += response.json()["value"]
         url = response.json().get("@odata.nextLink")
     return rows
-
-
-def create_lookup(api: WebApi, table: str = "contact", schema_name: str = LOOKUP_SCHEMA) -> None:
-    """Create the product's lookup from ``table`` to the profile table, as the product does."""
-    label = {"LocalizedLabels": [{"Label": "Customer Profile", "LanguageCode": 1033}]}
-    body = {
-        "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
-        "SchemaName": f"new_msdynci_customerprofile_{table}_{schema_name.lower()}",
-        "ReferencedEntity": "msdynci_customerprofile",
-        "ReferencedAttribute": "msdynci_customerprofileid",
-        "ReferencingEntity": table,
-        "CascadeConfiguration": dict.fromkeys(CASCADES, "NoCascade"),
-        "Lookup": {
-            "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
-            "AttributeType": "Lookup",
-            "AttributeTypeName": {"Value": "LookupType"},
-            "SchemaName": schema_name,
-            "DisplayName": label,
-            "RequiredLevel": {"Value": "None"},
-        },
-    }
-    response = api.post("RelationshipDefinitions", json=body)
-    assert response.status_code == 204, response.text
 
 
 def bind(api: WebApi, entity_set: str, key: str, profile: str, partition: str | None = None) -> None:

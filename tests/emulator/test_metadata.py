@@ -20,6 +20,7 @@ import requests
 
 from dataverse_emulator import EmulatorServer
 from dataverse_emulator.client import EmulatorClient, WebApi
+from tests.emulator.lookups import relationship_body
 
 JSON = "application/json; odata.metadata=minimal"
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -69,39 +70,6 @@ def label(text: str) -> dict[str, Any]:
         "@odata.type": "Microsoft.Dynamics.CRM.Label",
         "LocalizedLabels": [localized],
         "UserLocalizedLabel": localized,
-    }
-
-
-def relationship_body(
-    schema_name: str = "new_customerprofile_contact",
-    lookup_name: str = "new_CustomerProfile",
-    referencing: str = "contact",
-) -> dict[str, Any]:
-    """The body DATAVERSE.md gives for creating the product's lookup to the profile table."""
-    return {
-        "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
-        "SchemaName": schema_name,
-        "ReferencedEntity": PROFILE,
-        "ReferencedAttribute": "msdynci_customerprofileid",
-        "ReferencingEntity": referencing,
-        "CascadeConfiguration": dict(NO_CASCADE),
-        "Lookup": {
-            "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
-            "AttributeType": "Lookup",
-            "AttributeTypeName": {"Value": "LookupType"},
-            "SchemaName": lookup_name,
-            "DisplayName": {
-                "@odata.type": "Microsoft.Dynamics.CRM.Label",
-                "LocalizedLabels": [
-                    {
-                        "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
-                        "Label": "Customer Profile",
-                        "LanguageCode": 1033,
-                    }
-                ],
-            },
-            "RequiredLevel": {"Value": "None"},
-        },
     }
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from dataverse_emulator import EmulatorServer
 from dataverse_emulator.client import EmulatorClient, WebApi
+from tests.emulator.lookups import create_lookup
 
 CONTACTS, LEADS, SEED = 60, 30, 7
 PROFILES = "msdynci_customerprofiles"
@@ -45,40 +46,6 @@ def emulator(emulator_server: EmulatorServer) -> EmulatorClient:
     client = EmulatorClient(emulator_server.base_url)
     client.reset(contacts=CONTACTS, leads=LEADS, seed=SEED)
     return client
-
-
-def create_lookup(api: WebApi) -> None:
-    """Create the lookup contact → profile as the product does, through ``POST RelationshipDefinitions``."""
-    label = {
-        "@odata.type": "Microsoft.Dynamics.CRM.Label",
-        "LocalizedLabels": [
-            {
-                "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
-                "Label": "Customer Profile",
-                "LanguageCode": 1033,
-            }
-        ],
-    }
-    body = {
-        "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
-        "SchemaName": "new_customerprofile_contact",
-        "ReferencedEntity": "msdynci_customerprofile",
-        "ReferencedAttribute": "msdynci_customerprofileid",
-        "ReferencingEntity": "contact",
-        "CascadeConfiguration": {
-            name: "NoCascade" for name in ("Assign", "Delete", "Merge", "Reparent", "Share", "Unshare")
-        },
-        "Lookup": {
-            "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
-            "AttributeType": "Lookup",
-            "AttributeTypeName": {"Value": "LookupType"},
-            "SchemaName": NAV,
-            "DisplayName": label,
-            "RequiredLevel": {"Value": "None"},
-        },
-    }
-    response = api.post("RelationshipDefinitions", json=body)
-    assert response.status_code == 204, response.text
 
 
 def profiles(api: WebApi) -> list[dict[str, Any]]:
