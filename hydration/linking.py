@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -27,6 +26,7 @@ from .dataverse.batch import Part, PartResult
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, NotFoundError, RequestError, TransientError
 from .dataverse.metadata import LookupInfo, TableInfo
+from .writers import WritePool
 
 MAPPING_SET = "msdynci_alternatekeys"
 MAPPING_KEY = "msdynci_alternatekeyid"
@@ -124,10 +124,14 @@ class Linker:
         settings: LinkSettings,
         *,
         now: Callable[[], datetime],
+        pool: WritePool | None = None,
     ) -> None:
         self.client = client
         self.target = target
         self.settings = settings
+        self.pool = pool or WritePool(
+            [client], batch_size=settings.write_batch, parallelism=settings.parallelism
+        )
         self._now = now
         self._lookup_value = odata.lookup_value(target.lookup.attribute)
 
@@ -358,22 +362,12 @@ class Linker:
         return f"{PROFILE_SET}({profile})"
 
     def write(self, writes: Sequence[tuple[str, str, str | None]]) -> set[str]:
-        """Write links in bulk (nothing in plan mode); return the source ids whose write failed."""
+        """Write links in bulk over the write pool (nothing in plan mode); return the ids that failed."""
         if self.settings.plan or not writes:
             return set()
-        chunks = [
-            writes[i : i + self.settings.write_batch]
-            for i in range(0, len(writes), self.settings.write_batch)
-        ]
-        workers = max(1, min(len(chunks), self.settings.parallelism or self.client.dop_hint or 1))
-        if workers == 1:
-            outcomes = [self._write_chunk(c) for c in chunks]
-        else:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hydration-write") as pool:
-                outcomes = list(pool.map(self._write_chunk, chunks))
-        return set().union(*outcomes)
+        return self.pool.run(writes, self._write_chunk)
 
-    def _write_chunk(self, chunk: Sequence[tuple[str, str, str | None]]) -> set[str]:
+    def _write_chunk(self, client: DataverseClient, chunk: Sequence[tuple[str, str, str | None]]) -> set[str]:
         table = self.target.table
         nav = self.target.lookup.navigation_property
         if self.target.update_multiple:
@@ -386,12 +380,12 @@ class Linker:
                 for source_id, profile, partition in chunk
             ]
             try:
-                self.client.request(
+                client.request(
                     "POST",
                     f"{table.entity_set}/Microsoft.Dynamics.CRM.UpdateMultiple",
                     kind="update_multiple",
                     json_body={"Targets": targets},
-                    headers=self.client.write_headers(),
+                    headers=client.write_headers(),
                 )
                 return set()
             except (RequestError, NotFoundError) as exc:
@@ -405,11 +399,11 @@ class Linker:
                 "PATCH",
                 f"{table.entity_set}({source_id})",
                 {f"{nav}@odata.bind": self.bind(profile, partition)},
-                {"If-Match": "*", **self.client.write_headers()},
+                {"If-Match": "*", **client.write_headers()},
             )
             for source_id, profile, partition in chunk
         ]
-        results = self.client.batch(parts, kind="write_batch")
+        results = client.batch(parts, kind="write_batch")
         return {source_id for (source_id, _, _), r in zip(chunk, results, strict=True) if r.status >= 300}
 
     def clear(self, source_ids: Sequence[str]) -> set[str]:

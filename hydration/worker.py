@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -48,6 +48,7 @@ from .messages import MessageError, TaskMessage
 from .state import StateStore, TaskRecord
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
+from .writers import WritePool
 
 log = logging.getLogger(__name__)
 FINAL = ("Successful", "Failed", "Skipped")
@@ -101,6 +102,7 @@ class Worker:
         settings: EngineSettings,
         metadata: Metadata | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        write_clients: Sequence[DataverseClient] = (),
     ) -> None:
         self.client = client
         self.state = state
@@ -109,6 +111,9 @@ class Worker:
         self.metadata = metadata or Metadata(client)
         self._clock = clock
         self._targets: dict[tuple[str, tuple[tuple[str, str], ...]], Target] = {}
+        self._write_clients = list(write_clients)
+        """Further application users (a credential pool): writes are spread over them and ``client``."""
+        self._pool: WritePool | None = None
 
     # -- entry point ------------------------------------------------------------------------
 
@@ -230,7 +235,15 @@ class Worker:
         sources = tuple((str(ds), str(entity)) for ds, entity in task.sources)
         target = self._targets.get((task.table, sources)) or self._target(task)[0]
         settings = replace(self.settings.link, plan=plan)
-        return Linker(self.client, target, settings, now=self._clock)
+        if self._pool is None:
+            self._pool = WritePool(
+                [self.client, *self._write_clients],
+                batch_size=settings.write_batch,
+                max_batch=max(settings.write_batch, 1000),
+                min_batch=min(settings.write_batch, 50),
+                parallelism=settings.parallelism,
+            )
+        return Linker(self.client, target, settings, now=self._clock, pool=self._pool)
 
     # -- duplicates -------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,6 +106,7 @@ class Harness:
         link: LinkSettings | None = None,
         client_settings: ClientSettings | None = None,
         session_factory: Callable[[], requests.Session] = requests.Session,
+        write_users: Sequence[str] = (),
         **settings: Any,
     ) -> None:
         self.em = emulator
@@ -128,12 +129,21 @@ class Harness:
             **settings,
         )
         self.metadata = Metadata(self.client, sleep=lambda s: None)
+        self.write_clients = [
+            DataverseClient(organization_url=org, tokens=TokenProvider(DevelopmentToken(org, user), org))
+            for user in write_users
+        ]
         self.outcomes: Counter[Outcome] = Counter()
         self.worker = self._worker(self.state)
 
     def _worker(self, state: StateStore) -> Worker:
         return Worker(
-            client=self.client, state=state, queue=self.queue, settings=self.settings, metadata=self.metadata
+            client=self.client,
+            state=state,
+            queue=self.queue,
+            settings=self.settings,
+            metadata=self.metadata,
+            write_clients=self.write_clients,
         )
 
     def crash_state(self, when: Callable[[Checkpoint], bool]) -> None:

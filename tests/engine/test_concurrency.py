@@ -1,0 +1,97 @@
+"""The adaptive write controls: AIMD concurrency and bulk sizing (pure), and spreading over users."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from dataverse_emulator.client import EmulatorClient
+from hydration.concurrency import AdaptiveLimit, next_batch_size
+from hydration.linking import LinkSettings
+from tests.engine.harness import CONTACT_SOURCES, Harness
+
+
+def test_the_limit_starts_within_bounds_halves_on_throttling_and_creeps_back() -> None:
+    limit = AdaptiveLimit(12, maximum=10, increase_after=3)
+    assert limit.limit == 10
+    limit.throttled()
+    assert limit.limit == 5
+    limit.throttled()
+    limit.throttled()
+    limit.throttled()
+    assert limit.limit == 1  # never below the minimum
+    for _ in range(2):
+        limit.succeeded()
+    assert limit.limit == 1
+    limit.succeeded()
+    assert limit.limit == 2
+    limit.throttled()  # a throttle resets the run of successes
+    limit.succeeded()
+    limit.succeeded()
+    assert limit.limit == 1
+
+
+def test_the_limit_bounds_writes_in_flight() -> None:
+    limit = AdaptiveLimit(2, maximum=2)
+    in_flight, peak = 0, 0
+    lock = threading.Lock()
+
+    def work() -> None:
+        nonlocal in_flight, peak
+        with limit.slot():
+            with lock:
+                in_flight += 1
+                peak = max(peak, in_flight)
+            time.sleep(0.01)
+            with lock:
+                in_flight -= 1
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert peak == 2
+
+
+def test_invalid_bounds_are_refused() -> None:
+    with pytest.raises(ValueError, match="minimum"):
+        AdaptiveLimit(1, maximum=0)
+
+
+@pytest.mark.parametrize(
+    ("current", "elapsed", "expected"),
+    [
+        (500, 20.0, 250),  # twice too slow: halve
+        (500, 40.0, 250),  # far too slow: at most halve per step
+        (500, 12.5, 400),  # a little too slow: proportional
+        (500, 7.0, 500),  # close enough: keep
+        (500, 4.0, 751),  # far below: grow by at most half
+        (900, 1.0, 1000),  # never above the maximum
+        (60, 100.0, 50),  # never below the minimum
+        (500, 0.0, 500),  # no measurement: keep
+    ],
+)
+def test_next_batch_size(current: int, elapsed: float, expected: int) -> None:
+    assert next_batch_size(current, elapsed=elapsed, target=10.0, minimum=50, maximum=1000) == expected
+
+
+@pytest.mark.integration
+def test_writes_are_spread_over_a_pool_of_application_users(emulator: EmulatorClient, azurite: str) -> None:
+    emulator.reset(contacts=1200, leads=0, seed=4)
+    harness = Harness(
+        emulator, azurite, link=LinkSettings(page_size=1200, write_batch=100), write_users=["app-2"]
+    )
+    _, tasks, _ = harness.run(tables={"contact": CONTACT_SOURCES})
+    assert tasks["contact"].status == "Successful"
+    per_user = emulator.stats()["per_user"]
+    assert per_user["app"]["rows_written"] > 0
+    assert per_user["app-2"]["rows_written"] > 0
+    assert (
+        per_user["app"]["rows_written"] + per_user["app-2"]["rows_written"]
+        == tasks["contact"].counters["written"]
+    )
+    summary = harness.summary("contact")
+    assert summary["correct"] == summary["rows"]
