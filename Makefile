@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: test check lint typecheck node demo emulator clean
+.PHONY: test check lint typecheck node demo bench emulator clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ typecheck: $(STAMP)
 ## The hydration job end to end on Azurite and the local Dataverse emulator (starts and stops both).
 demo: $(STAMP) $(NPM_STAMP)
 	$(BIN)/python -m devtools.demo
+
+## The benchmark (BENCH_ROWS=1000000 for the big run); prints a table, writes bench/results/latest.json.
+bench: $(STAMP) $(NPM_STAMP)
+	$(BIN)/python -m bench
 
 ## Run the Dataverse Web API emulator in the foreground with seeded data.
 emulator: $(STAMP)

@@ -1,7 +1,7 @@
 """A small HTTP client for a running emulator: the control API, and Web API sessions as a user.
 
-Tests and benchmarks use it to set a scene (reset, modes, re-unify, clock) and to check the end state
-(links, stats) over HTTP, exactly as they would against a separately started emulator.
+Tests and benchmarks use it to set a scene (reset, modes, re-unify, clock, limits, faults) and to check
+the end state (links, stats) over HTTP, exactly as they would against a separately started emulator.
 """
 
 from __future__ import annotations
@@ -125,3 +125,22 @@ class EmulatorClient:
     def now(self) -> int:
         """Server time in epoch microseconds."""
         return int(self._call("GET", "clock")["now_micros"])
+
+    def limits(self, **changes: Any) -> dict[str, Any]:
+        """Change the service protection limits, cost model or time factor (none: just read them).
+
+        The answer is the settings plus ``usage``: each user's current window.
+        """
+        if not changes:
+            return dict(self._call("GET", "limits"))
+        return dict(self._call("PATCH", "limits", changes))
+
+    def faults(self, rules: list[dict[str, Any]] | None = None, *, seed: int = 0) -> dict[str, Any]:
+        """Replace the fault rules (``None``: just read them, with each rule's matched and fired counts)."""
+        if rules is None:
+            return dict(self._call("GET", "faults"))
+        return dict(self._call("PUT", "faults", {"rules": rules, "seed": seed}))
+
+    def clear_faults(self) -> None:
+        """Remove every fault rule."""
+        self._call("DELETE", "faults")

@@ -10,7 +10,10 @@ Not part of Dataverse: no token is needed, and it answers plain JSON (errors as 
 - ``GET sources``: the seeded CI-D data sources and the Dataverse table each came from;
 - ``GET links?table=contact[&lookup=...][&rows=all|wrong|none]``: the truth: a summary by outcome and
   the rows asked for, each with its ``outcome`` (``lookup`` is needed when the table has several);
-- ``GET clock``, ``POST clock`` ``{advance_seconds}``: server time.
+- ``GET clock``, ``POST clock`` ``{advance_seconds}``: server time;
+- ``GET limits``, ``PATCH limits`` ``{name: value}``: service protection limits, cost model and time
+  factor, with each user's current window (``usage``); ``GET``/``PUT``/``DELETE faults``
+  ``{rules, seed}``: injected faults (see docs/emulator-limits.md). A reset turns both off.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
+from .faults import FaultError
 from .generator import SOURCES, publish_deferred, reunify, seed_organization, sync_message_filters
+from .limits import LimitsError
 from .modes import ModeError, Modes
 from .organization import Organization, SeedParams, Stats
 from .truth import NOT_AS_EXPECTED, OUTCOMES, LinkLookupError, links, lookup_for, summarize
@@ -68,7 +73,7 @@ def handle_control(org: Organization, method: str, path: str, request: Request) 
     """Answer one control request; a failure answers JSON too, so a client can always read it."""
     try:
         return _route(org, method, path.strip("/"), request)
-    except (ControlError, ModeError, LinkLookupError) as exc:
+    except (ControlError, ModeError, LinkLookupError, LimitsError, FaultError) as exc:
         return 400, {"error": str(exc)}
     except Exception as exc:
         log.exception("control request %s /_emulator/%s failed", method, path)
@@ -101,6 +106,16 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
         return _links(
             org, request.args.get("table", ""), request.args.get("lookup"), request.args.get("rows", "wrong")
         )
+    if path == "limits" and method in ("GET", "PATCH"):
+        if method == "PATCH":
+            org.limits.configure(_body(request, None))
+        return 200, {**org.limits.config.to_json(), "usage": org.limits.usage()}
+    if path == "faults" and method in ("GET", "PUT", "DELETE"):
+        if method == "PUT":
+            org.faults.replace(_body(request, None))
+        elif method == "DELETE":
+            org.faults.clear()
+        return 200, org.faults.to_json()
     if path == "clock" and method in ("GET", "POST"):
         if method == "POST":
             seconds = _body(request, ("advance_seconds",)).get("advance_seconds", 0)
@@ -129,6 +144,8 @@ def _reset(org: Organization, body: dict[str, Any]) -> Answer:
     fresh.update(modes, allow_seed=True)
     with org.store.lock:
         org.modes, org.seed, org.stats = fresh, params, Stats()
+        org.limits.reset()  # like the modes, limits and faults return to their defaults (off)
+        org.faults.clear()
         counts = seed_organization(org)
     return 200, {"seeded": counts, "modes": org.modes.to_json()}
 

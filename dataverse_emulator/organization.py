@@ -1,4 +1,4 @@
-"""One emulated organization: its catalog, rows, modes, clock and request counters.
+"""One emulated organization: its catalog, rows, modes, clock, request counters, limits and faults.
 
 Everything a handler needs hangs off an ``Organization``; ``reset`` rebuilds it from the seed
 parameters so tests can start from a known state without restarting the server.
@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import Catalog
+from .faults import Faults
+from .limits import CONCURRENCY, EXECUTION_TIME, REQUESTS, Limiter, tally_rows
 from .modes import Modes
 from .schema import MAPPING_RELATIONSHIP, Entity, Relationship
 from .store import VISIBLE_AT, WRITER, Clock, Store, quote
@@ -44,7 +46,12 @@ class SeedParams:
 
 
 class Stats:
-    """Counts of requests by kind and rows read and written, in total and per user."""
+    """Counts of requests by kind and rows read and written, in total and per user.
+
+    With limits on or faults set, also the 429s by limit, the injected faults by kind and the server
+    time charged per user; those sections appear once they have counted something, so the answer of an
+    emulator without them stays as it always was.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -54,33 +61,59 @@ class Stats:
         self.rows_read: Counter[str] = Counter()
         self.rows_written: Counter[str] = Counter()
         self.per_user: dict[str, Counter[str]] = {}
+        self.throttled: Counter[str] = Counter()
+        self.faults: Counter[str] = Counter()
+        self.execution_seconds: dict[str, float] = {}
 
-    def request(self, kind: str, user: str | None, status: int, *, inner: bool) -> None:
-        """Count one HTTP request (``inner``: one request inside a ``$batch``)."""
+    def request(self, kind: str, user: str | None, status: int | None, *, inner: bool) -> None:
+        """Count one HTTP request.
+
+        ``inner``: one request inside a ``$batch``; ``status`` ``None``: dropped without an answer.
+        """
         with self._lock:
             if not inner:
                 self.requests[kind] += 1
-                self.statuses[str(status)] += 1
+                if status is not None:
+                    self.statuses[str(status)] += 1
             self.operations[kind] += 1
             if user is not None:
                 self.per_user.setdefault(user, Counter())["inner" if inner else "requests"] += 1
 
     def read(self, table: str, rows: int, user: str) -> None:
         """Count rows returned to a reader."""
+        tally_rows(read=rows)
         with self._lock:
             self.rows_read[table] += rows
             self.per_user.setdefault(user, Counter())["rows_read"] += rows
 
     def written(self, table: str, rows: int, user: str) -> None:
         """Count rows changed by a writer."""
+        tally_rows(written=rows)
         with self._lock:
             self.rows_written[table] += rows
             self.per_user.setdefault(user, Counter())["rows_written"] += rows
 
+    def throttle(self, limit: str, user: str) -> None:
+        """Count one 429 of the service protection limits, by limit."""
+        with self._lock:
+            self.throttled[limit] += 1
+            self.per_user.setdefault(user, Counter())[f"throttled_{limit}"] += 1
+
+    def fault(self, label: str, user: str) -> None:
+        """Count one injected fault (``500``, ``503``, ``429``, ``slow``, ``drop``)."""
+        with self._lock:
+            self.faults[label] += 1
+            self.per_user.setdefault(user, Counter())["faults"] += 1
+
+    def charge(self, user: str, seconds: float) -> None:
+        """Add server time (unscaled seconds) charged to a user's execution-time limit."""
+        with self._lock:
+            self.execution_seconds[user] = self.execution_seconds.get(user, 0.0) + seconds
+
     def to_json(self) -> dict[str, Any]:
         """The counters as the control API answers them."""
         with self._lock:
-            return {
+            answer: dict[str, Any] = {
                 "requests": dict(self.requests),
                 "requests_total": sum(self.requests.values()),
                 "operations": dict(self.operations),
@@ -89,6 +122,12 @@ class Stats:
                 "rows_written": dict(self.rows_written),
                 "per_user": {u: dict(c) for u, c in self.per_user.items()},
             }
+            if self.throttled or self.execution_seconds:
+                answer["throttled"] = {k: self.throttled[k] for k in (REQUESTS, EXECUTION_TIME, CONCURRENCY)}
+                answer["execution_seconds"] = {u: round(s, 6) for u, s in self.execution_seconds.items()}
+            if self.faults:
+                answer["faults"] = dict(self.faults)
+            return answer
 
 
 @dataclass
@@ -103,6 +142,8 @@ class Organization:
     seed: SeedParams = field(default_factory=SeedParams)
     organization_id: str = "2f5c6f0e-1d9b-4b8e-9a57-0c6b3e0d4a21"
     deferred: list[dict[str, Any]] = field(default_factory=list)
+    limits: Limiter = field(default_factory=Limiter)
+    faults: Faults = field(default_factory=Faults)
 
     def entity(self, logical_name: str) -> Entity:
         """A built-in table that must exist."""

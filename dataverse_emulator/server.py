@@ -4,18 +4,25 @@ Requests under ``/api/data/v9.2/`` are the Web API (bearer token required); requ
 ``/_emulator/`` are the control API for tests (see ``control``). ``EmulatorServer`` runs the app on a
 loopback port in a background thread, which is how tests use it; ``python -m dataverse_emulator`` runs
 the same server in the foreground.
+
+Every top-level Web API request passes one gate (``EmulatorApp._serve``): injected faults (``faults``)
+first, then the service protection limits (``limits``), then the handlers inside a ``RequestTally``
+that prices the request; the answer is delayed by that cost times the time factor after the store's
+lock is released, so concurrent requests overlap as on a real server.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import secrets
 import socket
 import tempfile
 import threading
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -29,7 +36,9 @@ from .batching import API_PREFIX, run_batch, split_query
 from .control import handle_control
 from .errors import NOT_A_MEMBER, SERVER_ERROR, ApiError
 from .exchange import ApiRequest, ApiResponse, error_response, http_date
+from .faults import DroppedConnectionError, FaultRule
 from .generator import seed_organization
+from .limits import Throttle, tally_batch_part, tallying, throttle_error
 from .organization import Organization, SeedParams
 from .store import Store
 
@@ -115,10 +124,61 @@ class EmulatorApp:
             user,
             base_url,
         )
-        return self.handle(api_request)
+        return self._serve(api_request, request.environ)
+
+    def _serve(self, request: ApiRequest, environ: dict[str, Any]) -> ApiResponse:
+        """Fault, throttle or answer one authenticated top-level request, delayed by what it cost."""
+        fault = self.org.faults.pick(request.method, request.path, request.user)
+        if fault is not None and fault.kind != "slow" and not fault.after:
+            return self._fail(fault, request, environ)
+        limits = self.org.limits
+        ticket = limits.admit(request.user)
+        if isinstance(ticket, Throttle):
+            return self._throttled(ticket, request)
+        try:
+            with tallying() as tally:
+                response = self.handle(request)
+            cost = limits.charge(ticket, tally)
+            if ticket.usage is not None:
+                self.org.stats.charge(request.user, cost)
+            delay = cost + (fault.delay_seconds if fault is not None else 0.0)
+            if delay > 0:
+                time.sleep(delay * limits.config.time_factor)  # outside the store lock: answers overlap
+        finally:
+            limits.release(ticket)
+        if fault is not None and fault.kind == "slow":
+            self.org.stats.fault(fault.label, request.user)
+        elif fault is not None:
+            return self._fail(fault, request, environ)  # after it ran: the client cannot know it did
+        return response
+
+    def _throttled(self, throttle: Throttle, request: ApiRequest) -> ApiResponse:
+        """The 429 of a service protection limit; the request is not run."""
+        self.org.stats.request("throttled", request.user, 429, inner=False)
+        self.org.stats.throttle(throttle.limit, request.user)
+        self.org.stats.charge(request.user, throttle.cost_seconds)
+        config = self.org.limits.config
+        return error_response(throttle_error(throttle.limit, config, throttle.retry_after))
+
+    def _fail(self, fault: FaultRule, request: ApiRequest, environ: dict[str, Any]) -> ApiResponse:
+        """Answer an injected fault, or drop the connection without an answer."""
+        self.org.stats.fault(fault.label, request.user)
+        answer = None if fault.kind == "drop" else error_response(fault.error(self.org.limits.config))
+        if not fault.after:  # the request never ran: count it as one the fault answered
+            self.org.stats.request("fault", request.user, answer.status if answer else None, inner=False)
+        if answer is not None:
+            return answer
+        sock = environ.get("werkzeug.socket")
+        if isinstance(sock, socket.socket):
+            # werkzeug keeps HTTP/1.1 connections open: shut the socket so the client sees it end.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        raise DroppedConnectionError(f"fault: dropped {request.method} {request.path}")
 
     def handle(self, request: ApiRequest) -> ApiResponse:
         """Route one Web API request (top level or a batch part) and count it."""
+        if request.inner:
+            tally_batch_part()
         try:
             response = api.handle(self.org, request, lambda r: run_batch(self.org, r, self.handle))
         except Exception:  # a bug must still answer as Dataverse would, never drop the connection

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -183,3 +184,30 @@ def test_a_failed_bulk_write_is_resent_as_single_updates_and_the_bad_row_retried
     _, tasks, _ = harness.run(tables={"contact": CONTACT_SOURCES})
     assert harness.state.retry_count("contact") == 0  # re-decided: the row no longer exists
     assert tasks["contact"].counters["no_source"] >= 1
+
+
+def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_poison(
+    emulator: EmulatorClient, azurite: str
+) -> None:
+    emulator.reset(contacts=1000, leads=0, seed=6)
+    # A 400th of the documented execution-time budget, a hundred times faster than real time: the pass
+    # needs far more server time than one window allows, so it is throttled for its whole length.
+    emulator.limits(enabled=True, time_factor=0.01, max_execution_seconds=3, max_requests=40)
+    harness = Harness(
+        emulator,
+        azurite,
+        link=LinkSettings(page_size=300, write_batch=100),
+        client_settings=ClientSettings(inline_throttle_limit=1.0),
+    )
+    started = time.monotonic()
+    _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
+    emulated_seconds = (time.monotonic() - started) / 0.01
+    stats = emulator.stats()
+    assert emulated_seconds >= 600
+    assert sum(stats["throttled"].values()) > 0
+    assert tasks["contact"].status == "Successful"
+    assert drained.poisoned == 0
+    assert harness.poison.approximate_count() == 0
+    assert harness.outcomes[Outcome.THROTTLED] > 0  # long waits went back to the queue, not to failure
+    summary = harness.summary("contact")
+    assert summary["correct"] == summary["rows"]

@@ -1,0 +1,253 @@
+"""``python -m bench``: the engine against the emulator's service protection model, through the real queue.
+
+For 1, 2 and 4 application users it runs, on Azurite and an emulator in its own process with limits on:
+a full pass over N rows, re-unify 1 % and an incremental pass, and a pass with no change; and, once, a
+naive baseline (one PATCH per row, sequential) on a sample. Time is the emulator's: real seconds divided
+by the time factor, so the figures read as they would against the modelled service.
+
+It prints one table and writes ``bench/results/latest.json``. ``BENCH_ROWS`` (default 200,000) sets N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from dataverse_emulator.client import EmulatorClient
+from devtools.azurite import Azurite
+from hydration.dataverse.auth import token_provider
+from hydration.dataverse.client import DataverseClient
+from hydration.dataverse.errors import NotFoundError
+from hydration.linking import LinkSettings
+from hydration.runs import start_run
+from hydration.state import StateStore
+from hydration.storage.driver import Delivery, QueueDriver
+from hydration.storage.queues import AzureTaskQueue, poison_queue_name
+from hydration.storage.tables import AzureStateTables
+from hydration.worker import EngineSettings, Worker
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = {"contact": [("DataverseSales", "contact"), ("DataverseMarketing", "contact")]}
+CEILING = 4.0
+"""Server-seconds of execution time per second and user: 1,200 s per 300 s."""
+
+
+@dataclass
+class Measure:
+    """One scenario's figures."""
+
+    scenario: str
+    users: int
+    rows: int
+    written: int
+    emulated_seconds: float
+    rows_per_second: float
+    requests: dict[str, int]
+    requests_per_1000_rows: float
+    throttled: dict[str, int] = field(default_factory=dict)
+    throttled_share: float = 0.0
+    ceiling_share: float = 0.0
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class Bench:
+    """One emulator process and one Azurite, reused across scenarios."""
+
+    def __init__(self, rows: int, time_factor: float, azurite: Azurite) -> None:
+        self.rows, self.time_factor, self.azurite = rows, time_factor, azurite
+        self.process = subprocess.Popen(  # our own module, fixed arguments
+            [sys.executable, "-m", "dataverse_emulator", "--port", "0", "--contacts", "1", "--leads", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().strip()
+        self.emulator = EmulatorClient(self.url)
+
+    def close(self) -> None:
+        """Stop the emulator process."""
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+    def reset(self) -> None:
+        """A fresh scene of ``rows`` contacts, with the limits model on."""
+        self.emulator.reset(contacts=self.rows, leads=0, seed=1)
+        self.emulator.limits(enabled=True, time_factor=self.time_factor)
+
+    def worker(self, users: int) -> tuple[Worker, StateStore, AzureTaskQueue, QueueDriver]:
+        """A worker whose writes are spread over ``users`` application users."""
+        clients = [
+            DataverseClient(
+                organization_url=self.url, tokens=token_provider(self.url, development_user=f"app-{i}")
+            )
+            for i in range(users)
+        ]
+        conn = self.azurite.connection_string
+        state = StateStore(AzureStateTables.from_connection_string(conn), prefix="b" + uuid.uuid4().hex[:10])
+        name = f"bench-{uuid.uuid4().hex[:8]}"
+        queue = AzureTaskQueue.from_connection_string(conn, name)
+        poison = AzureTaskQueue.from_connection_string(conn, poison_queue_name(name))
+        settings = EngineSettings(
+            allow_create_lookup=True, link=LinkSettings(page_size=5000, write_batch=1000)
+        )
+        worker = Worker(
+            client=clients[0], state=state, queue=queue, settings=settings, write_clients=clients[1:]
+        )
+
+        def handle(delivery: Delivery) -> None:
+            worker.handle(delivery.text)
+
+        driver = QueueDriver(
+            queue, poison, handle, on_poison=lambda d, r: worker.handle_poison(d.text, d.dequeue_count)
+        )
+        return worker, state, queue, driver
+
+    def measure(self, scenario: str, users: int, run: Any) -> Measure:
+        """Run one scenario and read the emulator's counters."""
+        self.emulator.reset_stats()
+        started = time.monotonic()
+        run()
+        emulated = (time.monotonic() - started) / self.time_factor
+        stats = self.emulator.stats()
+        written = sum(stats["rows_written"].values())
+        requests = dict(stats["requests"])
+        total = sum(requests.values())
+        throttled = dict(stats.get("throttled", {}))
+        charged = sum(stats.get("execution_seconds", {}).values())
+        rows = max(written, 1)
+        return Measure(
+            scenario=scenario,
+            users=users,
+            rows=self.rows,
+            written=written,
+            emulated_seconds=round(emulated, 1),
+            rows_per_second=round(written / emulated, 1) if emulated else 0.0,
+            requests=requests,
+            requests_per_1000_rows=round(total * 1000 / rows, 2),
+            throttled=throttled,
+            throttled_share=round(sum(throttled.values()) / max(total, 1), 4),
+            ceiling_share=round(charged / (CEILING * users * emulated), 3) if emulated else 0.0,
+        )
+
+    def scenarios(self, users: int) -> list[Measure]:
+        """Full pass, re-unify 1 % + incremental pass, no-change pass."""
+        self.reset()
+        _, state, queue, driver = self.worker(users)
+
+        def run(**options: bool) -> None:
+            start_run(state, queue, SOURCES, now=datetime.now(UTC), trigger="bench", **options)
+            driver.drain(idle_timeout=30)
+
+        results = [self.measure("full pass", users, run)]
+        self.emulator.reunify(0.01, seed=2)
+        self.emulator.advance_clock(16 * 60)
+        results.append(self.measure("incremental after 1 % re-unify", users, run))
+        self.emulator.advance_clock(16 * 60)
+        results.append(self.measure("no change", users, run))
+        return results
+
+    def naive(self, sample: int) -> Measure:
+        """One PATCH per row, sequential, one user: the baseline."""
+        self.reset()
+        session = self.emulator.web_api("naive")
+        links = self.emulator.links("contact", rows="none")
+        assert links["summary"]["rows"] >= sample
+        rows = session.get(
+            "msdynci_alternatekeys?$select=msdynci_alternatevalue,_msdynci_lookupfield_customer_value"
+            "&$filter=msdynci_datasourcename eq 'DataverseSales' and msdynci_entityname eq 'contact'",
+            headers={"Prefer": f"odata.maxpagesize={sample}"},
+        ).json()["value"]
+        client = DataverseClient(
+            organization_url=self.url, tokens=token_provider(self.url, development_user="naive")
+        )
+        from hydration.dataverse.metadata import LookupSpec, Metadata
+
+        lookup = Metadata(client).ensure_lookup("contact", LookupSpec(), allow_create=True)
+
+        def run() -> None:
+            for row in rows:
+                source = row["msdynci_alternatevalue"].lower()
+                profile = row["_msdynci_lookupfield_customer_value"]
+                try:
+                    client.request(
+                        "PATCH",
+                        f"contacts({source})",
+                        kind="patch",
+                        json_body={
+                            f"{lookup.navigation_property}@odata.bind": f"msdynci_customerprofiles({profile})"
+                        },
+                        headers={"If-Match": "*"},
+                    )
+                except NotFoundError:
+                    continue  # a mapping row whose source row was deleted: the naive writer pays for it too
+
+        return self.measure("naive: one PATCH per row", 1, run)
+
+
+def _table(results: list[Measure], rss: float) -> str:
+    head = (
+        f"{'scenario':34} {'users':>5} {'written':>9} {'rows/s':>8} {'req/1k':>7} {'429s':>5} {'ceiling':>8}"
+    )
+    lines = [head, "-" * len(head)]
+    for m in results:
+        lines.append(
+            f"{m.scenario:34} {m.users:>5} {m.written:>9} {m.rows_per_second:>8} {m.requests_per_1000_rows:>7} "
+            f"{sum(m.throttled.values()):>5} {m.ceiling_share:>8.0%}"
+        )
+    lines.append(f"peak RSS of the worker process: {rss:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "200000")))
+    parser.add_argument("--users", default=os.environ.get("BENCH_USERS", "1,2,4"))
+    parser.add_argument(
+        "--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "0.1"))
+    )
+    parser.add_argument("--naive-sample", type=int, default=500)
+    parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latest.json"))
+    args = parser.parse_args(argv)
+    results: list[Measure] = []
+    with Azurite() as azurite:
+        bench = Bench(args.rows, args.time_factor, azurite)
+        try:
+            for users in (int(u) for u in args.users.split(",")):
+                results += bench.scenarios(users)
+                print(_table(results, _rss_mb()), flush=True)
+            results.append(bench.naive(min(args.naive_sample, args.rows)))
+        finally:
+            bench.close()
+    rss = _rss_mb()
+    print(_table(results, rss))
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "rows": args.rows,
+        "time_factor": args.time_factor,
+        "peak_rss_mb": round(rss, 1),
+        "measured_at": datetime.now(UTC).isoformat(),
+        "results": [asdict(m) for m in results],
+    }
+    output.write_text(json.dumps(document, indent=2))
+    print(f"written {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
