@@ -54,6 +54,7 @@ class Measure:
     rows_per_second: float
     requests: dict[str, int]
     requests_per_1000_rows: float
+    requests_by_kind_per_1000_rows: dict[str, float]
     throttled: dict[str, int] = field(default_factory=dict)
     throttled_share: float = 0.0
     ceiling_share: float = 0.0
@@ -116,8 +117,12 @@ class Bench:
         )
         return worker, state, queue, driver
 
-    def measure(self, scenario: str, users: int, run: Any) -> Measure:
-        """Run one scenario and read the emulator's counters."""
+    def measure(self, scenario: str, users: int, run: Any, *, per: int | None = None) -> Measure:
+        """Run one scenario and read the emulator's counters.
+
+        Request counts are per 1,000 of ``per`` rows: the table's rows for full and no-change passes,
+        the rows written otherwise.
+        """
         self.emulator.reset_stats()
         started = time.monotonic()
         run()
@@ -128,7 +133,7 @@ class Bench:
         total = sum(requests.values())
         throttled = dict(stats.get("throttled", {}))
         charged = sum(stats.get("execution_seconds", {}).values())
-        rows = max(written, 1)
+        rows = max(per if per is not None else written, 1)
         return Measure(
             scenario=scenario,
             users=users,
@@ -138,6 +143,7 @@ class Bench:
             rows_per_second=round(written / emulated, 1) if emulated else 0.0,
             requests=requests,
             requests_per_1000_rows=round(total * 1000 / rows, 2),
+            requests_by_kind_per_1000_rows={k: round(v * 1000 / rows, 2) for k, v in requests.items()},
             throttled=throttled,
             throttled_share=round(sum(throttled.values()) / max(total, 1), 4),
             ceiling_share=round(charged / (CEILING * users * emulated), 3) if emulated else 0.0,
@@ -152,12 +158,12 @@ class Bench:
             start_run(state, queue, SOURCES, now=datetime.now(UTC), trigger="bench", **options)
             driver.drain(idle_timeout=30)
 
-        results = [self.measure("full pass", users, run)]
+        results = [self.measure("full pass", users, run, per=self.rows)]
         self.emulator.reunify(0.01, seed=2)
         self.emulator.advance_clock(16 * 60)
         results.append(self.measure("incremental after 1 % re-unify", users, run))
         self.emulator.advance_clock(16 * 60)
-        results.append(self.measure("no change", users, run))
+        results.append(self.measure("no change", users, run, per=self.rows))
         return results
 
     def naive(self, sample: int) -> Measure:
@@ -199,14 +205,16 @@ class Bench:
 
 
 def _table(results: list[Measure], rss: float) -> str:
+    columns = [("scenario", 34), ("users", 5), ("written", 9), ("rows/s", 8), ("req/1k", 7), ("429s", 5)]
     head = (
-        f"{'scenario':34} {'users':>5} {'written':>9} {'rows/s':>8} {'req/1k':>7} {'429s':>5} {'ceiling':>8}"
+        " ".join(f"{name:{'<' if width == 34 else '>'}{width}}" for name, width in columns)
+        + f" {'ceiling':>8}"
     )
     lines = [head, "-" * len(head)]
     for m in results:
         lines.append(
-            f"{m.scenario:34} {m.users:>5} {m.written:>9} {m.rows_per_second:>8} {m.requests_per_1000_rows:>7} "
-            f"{sum(m.throttled.values()):>5} {m.ceiling_share:>8.0%}"
+            f"{m.scenario:34} {m.users:>5} {m.written:>9} {m.rows_per_second:>8} "
+            f"{m.requests_per_1000_rows:>7} {sum(m.throttled.values()):>5} {m.ceiling_share:>8.0%}"
         )
     lines.append(f"peak RSS of the worker process: {rss:.0f} MB")
     return "\n".join(lines)
@@ -218,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "200000")))
     parser.add_argument("--users", default=os.environ.get("BENCH_USERS", "1,2,4"))
     parser.add_argument(
-        "--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "0.1"))
+        "--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "0.25"))
     )
     parser.add_argument("--naive-sample", type=int, default=500)
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latest.json"))
