@@ -4,6 +4,12 @@ SQLite keeps a million rows on disk with bounded memory and answers the product'
 indexed columns, ordered pages) the way a database would. One connection serves every thread behind
 one lock: the emulator's answers are then serialised, which is also what makes batches and change sets
 atomic without more machinery.
+
+Memory stays bounded at scale because nothing here holds a whole table in Python: bulk inserts stream
+from iterators, ``iterate`` hands out a large answer in slices, and SQLite's own page cache is capped
+(``cache_size``, 64 MiB), spilling to the database file and to temporary files beyond that. The
+indexes each serve a query the product sends at scale (see ``create_table``, ``add_column`` and
+docs/emulator-scale.md for the measurements behind them).
 """
 
 from __future__ import annotations
@@ -20,6 +26,10 @@ from .values import now_micros
 VERSION = "_version"
 VISIBLE_AT = "_visible_at"
 WRITER = "_writer"
+CACHE_KIB = 65_536
+"""SQLite's page cache: enough for the hot index pages of a million-row organization."""
+BULK_CACHE_KIB = 16_384
+"""The page cache while a bulk load appends rows and builds indexes (see ``deferred_indexes``)."""
 
 _SQL_TYPES = {
     AttributeType.UNIQUEIDENTIFIER: "TEXT",
@@ -69,7 +79,7 @@ class Store:
         self._conn.execute("PRAGMA journal_mode=WAL" if path != ":memory:" else "PRAGMA journal_mode=MEMORY")
         self._conn.execute("PRAGMA synchronous=OFF")
         self._conn.execute("PRAGMA temp_store=FILE")
-        self._conn.execute("PRAGMA cache_size=-65536")
+        self._conn.execute(f"PRAGMA cache_size={-CACHE_KIB}")
         self._depth = 0
         self._version = 0
         self._conn.execute(
@@ -85,6 +95,23 @@ class Store:
         """A new row version, greater than every earlier one (like SQL Server's rowversion)."""
         self._version += 1
         return self._version
+
+    @property
+    def last_version(self) -> int:
+        """The newest row version handed out: a row with a greater one was written after this moment."""
+        return self._version
+
+    def reserve_versions(self, count: int) -> int:
+        """Hand out ``count`` consecutive new versions at once and return the first.
+
+        For a bulk load that writes rows before it knows which versions they get (see
+        ``generator.seed_organization``): it stores provisional numbers and shifts them afterwards.
+        """
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        first = self._version + 1
+        self._version += count
+        return first
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
@@ -107,10 +134,15 @@ class Store:
     # -- schema ---------------------------------------------------------------------------------
 
     def create_table(self, entity: Entity) -> None:
-        """Create the SQLite table for a Dataverse table, with the indexes the product's queries use."""
+        """Create the SQLite table for a Dataverse table, with the indexes the product's queries use.
+
+        The primary key is a unique index rather than a ``PRIMARY KEY`` constraint: the two answer and
+        refuse duplicates alike, but only an index can be dropped for a bulk load and built again by
+        sorting (``deferred_indexes``), and inserting a million random GUIDs into a kept key index
+        took twice as long as the load itself.
+        """
         columns = [
             f"{quote(a.logical_name)} {_SQL_TYPES[a.type]}"
-            + (" PRIMARY KEY" if a.logical_name == entity.primary_id else "")
             + (" COLLATE NOCASE" if a.type in (AttributeType.STRING, AttributeType.MEMO) else "")
             for a in entity.attributes.values()
         ]
@@ -122,17 +154,48 @@ class Store:
         with self.lock:
             self._conn.execute(f"DROP TABLE IF EXISTS {quote(entity.logical_name)}")
             self._conn.execute(f"CREATE TABLE {quote(entity.logical_name)} ({', '.join(columns)})")
+            self.index(entity, entity.primary_id, unique=True, name=f"ix_{entity.logical_name}_key")
             self.index(entity, "modifiedon", entity.primary_id)
             for attribute in entity.attributes.values():
                 if attribute.type is AttributeType.LOOKUP:
-                    self.index(entity, attribute.logical_name)
+                    self._lookup_indexes(entity, attribute.logical_name)
 
-    def index(self, entity: Entity, *columns: str) -> None:
-        """Add an index (idempotent)."""
-        name = quote(f"ix_{entity.logical_name}_{'_'.join(columns)}")
+    def index(
+        self,
+        entity: Entity,
+        *columns: str,
+        unique: bool = False,
+        where: str | None = None,
+        name: str | None = None,
+    ) -> None:
+        """Add an index (idempotent); ``where`` makes it a partial index over the rows it holds for."""
+        name = quote(name or f"ix_{entity.logical_name}_{'_'.join(columns)}")
         cols = ", ".join(quote(c) for c in columns)
+        condition = f" WHERE {where}" if where else ""
+        kind = "UNIQUE INDEX" if unique else "INDEX"
         with self.lock:
-            self._conn.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {quote(entity.logical_name)} ({cols})")
+            self._conn.execute(
+                f"CREATE {kind} IF NOT EXISTS {name} ON {quote(entity.logical_name)} ({cols}){condition}"
+            )
+
+    def _lookup_indexes(self, entity: Entity, lookup: str) -> None:
+        """Index a lookup both ways the product reads it.
+
+        By value (``_x_value eq <id>``, and the re-unification's members of a profile); and the keys of
+        the rows where it is set, in key order: the reconcile pages through ``_x_value ne null and
+        <key> gt <last>`` ordered by key, which without this partial index walks every row in key order,
+        linked or not (a full scan per page while few rows are linked). Elastic tables (CI-D's, whose
+        lookup is always set) are never read that way and skip it.
+        """
+        self.index(entity, lookup)
+        if entity.elastic:
+            return
+        self.index(
+            entity,
+            entity.primary_id,
+            where=f"{quote(lookup)} IS NOT NULL",
+            name=f"ix_{entity.logical_name}_{lookup}_set",
+        )
 
     def add_column(self, entity: Entity, attribute: Attribute) -> None:
         """Add a column to an existing table (a new lookup), indexed when it is a lookup."""
@@ -143,29 +206,71 @@ class Store:
                 f"{quote(attribute.logical_name)} {_SQL_TYPES[attribute.type]}{collate}"
             )
             if attribute.type is AttributeType.LOOKUP:
-                self.index(entity, attribute.logical_name)
+                self._lookup_indexes(entity, attribute.logical_name)
+
+    @contextmanager
+    def deferred_indexes(self, *entities: Entity) -> Iterator[None]:
+        """Drop the tables' secondary indexes for a bulk load and build them again at the end.
+
+        Building an index from the loaded rows sorts once; keeping it during the load inserts every
+        row into it at a random place, which at a million rows costs several times as much time and
+        churns the page cache. The key's unique index goes too, so a duplicate key fails the load when
+        the index is built again. Use inside a transaction, so a failed load leaves the indexes as they
+        were.
+
+        Meanwhile the page cache is cut to ``BULK_CACHE_KIB``: appending rows needs little of it, and
+        SQLite's sorter takes as much again as the cache while it builds an index, which at full size
+        put the load's peak memory 60 MB higher.
+        """
+        with self.lock:
+            names = [e.logical_name for e in entities]
+            marks = ", ".join("?" for _ in names)
+            indexes = self._conn.execute(
+                "SELECT name, sql FROM sqlite_master "
+                f"WHERE type = 'index' AND sql IS NOT NULL AND tbl_name IN ({marks}) ORDER BY name",
+                names,
+            ).fetchall()
+            cache = int(self._conn.execute("PRAGMA cache_size").fetchone()[0])
+            self._conn.execute(f"PRAGMA cache_size = {-BULK_CACHE_KIB}")
+            try:
+                for index in indexes:
+                    self._conn.execute(f"DROP INDEX {quote(index['name'])}")
+                yield
+                for index in indexes:
+                    self._conn.execute(index["sql"])
+            finally:
+                self._conn.execute(f"PRAGMA cache_size = {cache}")
 
     # -- rows -----------------------------------------------------------------------------------
 
-    def insert_many(self, entity: Entity, rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> int:
-        """Insert rows given as mappings with exactly ``columns`` plus the internal ones."""
+    def insert_many(
+        self,
+        entity: Entity,
+        rows: Iterable[Mapping[str, Any]],
+        columns: Sequence[str],
+        *,
+        versions: Iterator[int] | None = None,
+    ) -> int:
+        """Insert rows given as mappings with exactly ``columns`` plus the internal ones.
+
+        Rows are consumed one at a time (``executemany`` over a generator), so a generator of a million
+        rows is never held in memory. Each row gets a new version unless ``versions`` supplies them
+        (provisional numbers of a bulk load, see ``reserve_versions``).
+        """
         names = [*columns, VERSION, VISIBLE_AT, WRITER]
         sql = (
             f"INSERT INTO {quote(entity.logical_name)} ({', '.join(quote(n) for n in names)}) "
             f"VALUES ({', '.join('?' for _ in names)})"
         )
         count = 0
+        version = self.next_version if versions is None else versions.__next__
         with self.transaction():
 
             def values() -> Iterator[list[Any]]:
                 nonlocal count
                 for row in rows:
                     count += 1
-                    yield [row.get(n) for n in columns] + [
-                        self.next_version(),
-                        row.get(VISIBLE_AT, 0),
-                        row.get(WRITER),
-                    ]
+                    yield [row.get(n) for n in columns] + [version(), row.get(VISIBLE_AT, 0), row.get(WRITER)]
 
             self._conn.executemany(sql, values())
         return count
@@ -179,6 +284,20 @@ class Store:
         """Run a query and return all rows."""
         with self.lock:
             return self._conn.execute(sql, params).fetchall()
+
+    def iterate(self, sql: str, params: Sequence[Any] = (), *, size: int = 2000) -> Iterator[sqlite3.Row]:
+        """Run a query and yield its rows a slice at a time, for answers too large to hold at once.
+
+        The lock is held until the iterator is exhausted or closed, so consume it promptly and in the
+        thread that started it (as ``truth.links`` under the control API's lock does).
+        """
+        with self.lock:
+            cursor = self._conn.execute(sql, params)
+            try:
+                while rows := cursor.fetchmany(size):
+                    yield from rows
+            finally:
+                cursor.close()
 
     def get(self, entity: Entity, key: str) -> sqlite3.Row | None:
         """One row by primary key, regardless of visibility (callers apply it)."""

@@ -1,0 +1,458 @@
+"""``python -m devtools.emulator_profile --contacts N``: the emulator's own CPU per request kind at scale.
+
+A benchmark charges each request a modelled server time; the emulator's own work must stay well below
+it, or the benchmark measures the emulator. This script seeds an emulator with N contacts (and N/5
+leads), sends each kind of request the product sends at scale K times through the in-process WSGI app
+(werkzeug's test client: no sockets and no server threads, so ``time.process_time`` is the emulator's
+CPU plus the small share of building the request and reading the answer), and prints CPU per request
+and per row, the seeding time and the peak RSS. docs/emulator-scale.md records and reads the figures.
+
+The kinds, in the order the product's passes send them:
+
+- ``create_lookup``: ``POST RelationshipDefinitions`` for the product's lookup on contact (a new column
+  and its indexes on a table of N rows), once;
+- ``mapping_page_first_pass``: 5,000 mapping rows of contact's data sources with ``modifiedon lt
+  <now>`` after a key, ordered by key (a full pass: the window is every row), following the keys;
+- ``in_contactid``, ``in_alternatevalue``: a ``$batch`` with one GET of ``Microsoft.Dynamics.CRM.In`` on
+  1,000 contact ids, or on the 1,000 mapping values of a page with the data-source filter (a URL that
+  long only fits in a batch, which is how the product sends it);
+- ``read_state``: the product's read for 1,000 source rows: those two GETs and the profiles the page
+  names, in one ``$batch``;
+- ``linked_page_none``: the reconcile's ``_<lookup>_value ne null and contactid gt <key>`` ordered by
+  key, 5,000 a page, while no row is linked yet;
+- ``update_multiple``: ``UpdateMultiple`` of 500 contacts, each binding the lookup to a profile;
+- ``batch_patch``: the product's fallback, a ``$batch`` of 100 PATCHes with ``If-Match: *``;
+- ``patch``: one PATCH of a lookup;
+- ``linked_page_most``: the reconcile's page once 95 % of contacts are linked;
+- ``reunify``: ``POST /_emulator/reunify`` of 1 % (a control call);
+- ``mapping_page_window``: an incremental pass: the page query with ``modifiedon ge`` and ``lt``
+  around that re-unification, following the keys;
+- ``mapping_page_wide_window``: the same with a window holding every row (an incremental pass after
+  everything changed: the worst case, see docs/emulator-scale.md);
+- ``truth``: ``GET /_emulator/links?rows=none`` (a control call).
+
+Rows are what a request answers (rows in ``value``, across a batch's parts) or writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+from urllib.parse import quote
+
+from werkzeug.test import Client
+
+from dataverse_emulator import EmulatorServer, SeedParams
+from dataverse_emulator.server import EmulatorApp
+from dataverse_emulator.values import Precision, format_datetime
+from hydration.dataverse.batch import Part, build, parse
+
+API = "/api/data/v9.2/"
+AUTH = {"Authorization": "Bearer hydration-app", "Accept": "application/json"}
+PAGE = {"Prefer": "odata.maxpagesize=5000"}
+LOOKUP_SCHEMA = "new_CustomerProfile"
+LOOKUP = LOOKUP_SCHEMA.lower()
+LOOKUP_VALUE = f"_{LOOKUP}_value"
+BIND = f"{LOOKUP_SCHEMA}@odata.bind"
+SOURCES = (
+    "((msdynci_datasourcename eq 'DataverseSales' and msdynci_entityname eq 'contact') or "
+    "(msdynci_datasourcename eq 'DataverseMarketing' and msdynci_entityname eq 'contact'))"
+)
+MAPPING_SELECT = "msdynci_alternatekeyid,msdynci_alternatevalue,_msdynci_lookupfield_customer_value"
+_SAFE = "$,'()=/:@*"
+_LABEL = {
+    "@odata.type": "Microsoft.Dynamics.CRM.Label",
+    "LocalizedLabels": [
+        {
+            "@odata.type": "Microsoft.Dynamics.CRM.LocalizedLabel",
+            "Label": "Customer Profile",
+            "LanguageCode": 1033,
+        }
+    ],
+}
+RELATIONSHIP = {
+    "@odata.type": "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata",
+    "SchemaName": "new_customerprofile_contact",
+    "ReferencedEntity": "msdynci_customerprofile",
+    "ReferencedAttribute": "msdynci_customerprofileid",
+    "ReferencingEntity": "contact",
+    "CascadeConfiguration": dict.fromkeys(
+        ("Assign", "Delete", "Merge", "Reparent", "Share", "Unshare"), "NoCascade"
+    ),
+    "Lookup": {
+        "@odata.type": "Microsoft.Dynamics.CRM.LookupAttributeMetadata",
+        "AttributeType": "Lookup",
+        "AttributeTypeName": {"Value": "LookupType"},
+        "SchemaName": LOOKUP_SCHEMA,
+        "DisplayName": _LABEL,
+        "RequiredLevel": {"Value": "None"},
+    },
+}
+"""The product's lookup from contact to the profile table, as the product creates it."""
+ROW_CHANGES = ("moved", "mapped_existing", "mapped_new", "deleted", "merged_rows")
+"""The re-unification counts that are mapping rows changed (the rest count profiles)."""
+
+
+@dataclass
+class Kind:
+    """The measurements of one request kind."""
+
+    name: str
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+    rows: list[int] = field(default_factory=list)
+    statuses: set[int] = field(default_factory=set)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean, median and worst CPU per request, CPU per row, and the rows a request carried."""
+        rows = sum(self.rows)
+        return {
+            "kind": self.name,
+            "requests": len(self.cpu),
+            "cpu_ms_mean": 1000 * statistics.fmean(self.cpu),
+            "cpu_ms_median": 1000 * statistics.median(self.cpu),
+            "cpu_ms_max": 1000 * max(self.cpu),
+            "wall_ms_mean": 1000 * statistics.fmean(self.wall),
+            "rows_per_request": rows / len(self.cpu),
+            "cpu_us_per_row": 1e6 * sum(self.cpu) / rows if rows else None,
+            "statuses": sorted(self.statuses),
+        }
+
+
+def query(entity_set: str, options: dict[str, str]) -> str:
+    """A relative URL with percent-encoded options, written as the product writes them."""
+    return entity_set + "?" + "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items())
+
+
+def in_filter(name: str, values: Sequence[str]) -> str:
+    """``Microsoft.Dynamics.CRM.In`` over string literals."""
+    literals = ",".join("'" + v.replace("'", "''") + "'" for v in values)
+    return f"Microsoft.Dynamics.CRM.In(PropertyName='{name}',PropertyValues=[{literals}])"
+
+
+def moment(micros: int) -> str:
+    """A bare UTC date-time literal with milliseconds, as the product sends it."""
+    return format_datetime(micros, Precision.MILLISECOND)
+
+
+def peak_rss_mb() -> float:
+    """The peak resident set size of this process so far (``ru_maxrss`` is in KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+Send = Callable[[], tuple[int, int]]
+"""One request: answers its HTTP status and the rows it read or wrote."""
+
+
+class Profiler:
+    """Sends requests to one emulator's WSGI app and keeps the measurements by kind."""
+
+    def __init__(self, server: EmulatorServer) -> None:
+        self.org = server.org
+        self.app: EmulatorApp = server.app
+        self.client = Client(self.app)
+        self.kinds: dict[str, Kind] = {}
+
+    def measure(self, name: str, send: Send) -> None:
+        """Run one request and record its CPU and wall time, status and rows."""
+        kind = self.kinds.setdefault(name, Kind(name))
+        wall, cpu = time.perf_counter(), time.process_time()
+        status, rows = send()
+        kind.cpu.append(time.process_time() - cpu)
+        kind.wall.append(time.perf_counter() - wall)
+        kind.rows.append(rows)
+        kind.statuses.add(status)
+
+    def page(self, url: str) -> tuple[int, list[dict[str, Any]]]:
+        """GET one page of at most 5,000 rows."""
+        response = self.client.get(API + url, headers={**AUTH, **PAGE})
+        body = response.get_json(silent=True)
+        return response.status_code, body.get("value", []) if isinstance(body, dict) else []
+
+    def batch(self, parts: Sequence[Part]) -> tuple[int, int]:
+        """Send a ``$batch``; answer its status (or a failed part's) and the rows of all parts."""
+        body, content_type = build(parts, API)
+        response = self.client.post(
+            API + "$batch", data=body, headers={**AUTH, **PAGE, "Content-Type": content_type}
+        )
+        if response.status_code != 200:
+            return response.status_code, 0
+        rows = 0
+        for result in parse(response.get_data(), response.headers["Content-Type"]):
+            if result.status >= 400:
+                return result.status, rows
+            answer = result.json() if result.body else None
+            rows += len(answer["value"]) if isinstance(answer, dict) and "value" in answer else 1
+        return 200, rows
+
+    def keys(self, table: str, key: str, count: int, rng: random.Random) -> list[str]:
+        """``count`` keys of ``table`` at random rowids, read from the store (setup, not measured)."""
+        store = self.org.store
+        top = int(store.fetch(f"SELECT MAX(rowid) FROM {table}")[0][0] or 0)
+        picks = sorted(rng.sample(range(1, top + 1), min(top, count)))
+        found: list[str] = []
+        for start in range(0, len(picks), 900):
+            chunk = picks[start : start + 900]
+            marks = ",".join("?" * len(chunk))
+            found += [r[0] for r in store.fetch(f"SELECT {key} FROM {table} WHERE rowid IN ({marks})", chunk)]
+        rng.shuffle(found)
+        return found
+
+
+def mapping_pages(p: Profiler, kind: str, terms: list[str], repeat: int) -> list[dict[str, Any]]:
+    """Up to ``repeat`` pages of the window ``terms``, each after the last key of the one before."""
+    after: str | None = None
+    rows: list[dict[str, Any]] = []
+    for _ in range(repeat):
+        where = [*terms, *([f"msdynci_alternatekeyid gt {after}"] if after else [])]
+        url = query(
+            "msdynci_alternatekeys",
+            {
+                "$select": MAPPING_SELECT,
+                "$filter": " and ".join(where),
+                "$orderby": "msdynci_alternatekeyid asc",
+            },
+        )
+        page: list[dict[str, Any]] = []
+
+        def send(url: str = url) -> tuple[int, int]:
+            nonlocal page
+            status, page = p.page(url)
+            return status, len(page)
+
+        p.measure(kind, send)
+        rows += page
+        # When the window is exhausted, start it again.
+        after = page[-1]["msdynci_alternatekeyid"] if len(page) == 5000 else None
+    return rows
+
+
+def linked_pages(p: Profiler, kind: str, repeat: int) -> None:
+    """``repeat`` pages of the reconcile: linked contacts after the last key read."""
+    after: str | None = None
+    for _ in range(repeat):
+        terms = [f"{LOOKUP_VALUE} ne null", *([f"contactid gt {after}"] if after else [])]
+        url = query(
+            "contacts", {"$select": "contactid", "$filter": " and ".join(terms), "$orderby": "contactid asc"}
+        )
+        page: list[dict[str, Any]] = []
+
+        def send(url: str = url) -> tuple[int, int]:
+            nonlocal page
+            status, page = p.page(url)
+            return status, len(page)
+
+        p.measure(kind, send)
+        after = page[-1]["contactid"] if len(page) == 5000 else None
+
+
+def send_all(p: Profiler, repeat: int, seed: int) -> None:
+    """Every request kind, ``repeat`` times (the module docstring lists them)."""
+    rng = random.Random(seed)
+    org = p.org
+
+    def create_lookup() -> tuple[int, int]:
+        response = p.client.post(API + "RelationshipDefinitions", json=RELATIONSHIP, headers=AUTH)
+        return response.status_code, 0
+
+    p.measure("create_lookup", create_lookup)
+
+    end = org.clock.now() + 1_000_000
+    mapping = mapping_pages(p, "mapping_page_first_pass", [SOURCES, f"modifiedon lt {moment(end)}"], repeat)
+    contacts = p.keys("contact", "contactid", 1000 * repeat, rng)
+    profiles = p.keys("msdynci_customerprofile", "msdynci_customerprofileid", 1000, rng)
+    for i in range(repeat):
+        ids = contacts[1000 * i : 1000 * (i + 1)]
+        source = Part(
+            "GET",
+            query(
+                "contacts",
+                {"$select": f"contactid,{LOOKUP_VALUE},{LOOKUP}pid", "$filter": in_filter("contactid", ids)},
+            ),
+        )
+        p.measure("in_contactid", partial(p.batch, [source]))
+        page = mapping[1000 * i : 1000 * (i + 1)] or mapping[:1000]
+        named = [r["msdynci_alternatevalue"] for r in page]
+        select = (
+            "msdynci_alternatekeyid,msdynci_alternatevalue,_msdynci_lookupfield_customer_value,modifiedon"
+        )
+        rows = Part(
+            "GET",
+            query(
+                "msdynci_alternatekeys",
+                {"$select": select, "$filter": f"{SOURCES} and {in_filter('msdynci_alternatevalue', named)}"},
+            ),
+        )
+        p.measure("in_alternatevalue", partial(p.batch, [rows]))
+        likely = sorted({r["_msdynci_lookupfield_customer_value"] for r in page})
+        named_profiles = Part(
+            "GET",
+            query(
+                "msdynci_customerprofiles",
+                {
+                    "$select": "msdynci_customerprofileid,partitionid",
+                    "$filter": in_filter("msdynci_customerprofileid", likely),
+                },
+            ),
+        )
+        p.measure("read_state", partial(p.batch, [source, rows, named_profiles]))
+
+    linked_pages(p, "linked_page_none", repeat)
+
+    def bind() -> str:
+        return f"msdynci_customerprofiles({rng.choice(profiles)})"
+
+    for i in range(repeat):
+        targets = [
+            {"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": c, BIND: bind()}
+            for c in contacts[500 * i : 500 * (i + 1)]
+        ]
+
+        def update_multiple(targets: list[dict[str, str]] = targets) -> tuple[int, int]:
+            response = p.client.post(
+                API + "contacts/Microsoft.Dynamics.CRM.UpdateMultiple",
+                json={"Targets": targets},
+                headers=AUTH,
+            )
+            return response.status_code, len(targets)
+
+        p.measure("update_multiple", update_multiple)
+    for i in range(repeat):
+        patches = [
+            Part("PATCH", f"contacts({c})", {BIND: bind()}, {"If-Match": "*"})
+            for c in contacts[100 * i : 100 * (i + 1)]
+        ]
+        p.measure("batch_patch", partial(p.batch, patches))
+
+    def patch(contact: str, payload: dict[str, str]) -> tuple[int, int]:
+        response = p.client.patch(
+            API + f"contacts({contact})", json=payload, headers={**AUTH, "If-Match": "*"}
+        )
+        return response.status_code, 1
+
+    for i in range(repeat):
+        p.measure("patch", partial(patch, contacts[-1 - i], {BIND: bind()}))
+
+    # 95 % of contacts linked, as after a full pass: written straight to the store, since a million
+    # writes through the API would take the run's whole time and measure nothing the kinds above miss.
+    store = org.store
+    with store.transaction():
+        store.execute(
+            f"UPDATE contact SET {LOOKUP} = (SELECT msdynci_customerprofileid FROM msdynci_customerprofile "
+            "WHERE rowid = 1 + contact.rowid % (SELECT MAX(rowid) FROM msdynci_customerprofile)) "
+            "WHERE rowid % 20 != 0"
+        )
+    linked_pages(p, "linked_page_most", repeat)
+
+    started = org.clock.now()
+
+    def reunify() -> tuple[int, int]:
+        response = p.client.post("/_emulator/reunify", json={"fraction": 0.01, "seed": seed})
+        changes = response.get_json()["changes"]
+        return response.status_code, sum(changes[k] for k in ROW_CHANGES)
+
+    p.measure("reunify", reunify)
+    org.clock.advance(1)
+    end = org.clock.now()
+    window = [SOURCES, f"modifiedon lt {moment(end)}", f"modifiedon ge {moment(started - 1_000_000)}"]
+    mapping_pages(p, "mapping_page_window", window, repeat)
+    wide = [
+        SOURCES,
+        f"modifiedon lt {moment(end)}",
+        f"modifiedon ge {moment(started - 3 * 365 * 86_400_000_000)}",
+    ]
+    mapping_pages(p, "mapping_page_wide_window", wide, max(1, repeat // 4))
+
+    def truth() -> tuple[int, int]:
+        response = p.client.get(f"/_emulator/links?table=contact&rows=none&lookup={LOOKUP}")
+        return response.status_code, int(response.get_json()["summary"]["rows"])
+
+    p.measure("truth", truth)
+
+
+def run(contacts: int, leads: int, repeat: int, seed: int) -> dict[str, Any]:
+    """Seed an emulator, send every kind ``repeat`` times, and answer the figures."""
+    result: dict[str, Any] = {
+        "contacts": contacts,
+        "leads": leads,
+        "repeat": repeat,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "rss_mb_before_seeding": peak_rss_mb(),
+    }
+    wall, cpu = time.perf_counter(), time.process_time()
+    server = EmulatorServer(seed=SeedParams(contacts=contacts, leads=leads, seed=seed))
+    result["seed_wall_s"] = time.perf_counter() - wall
+    result["seed_cpu_s"] = time.process_time() - cpu
+    result["rss_mb_after_seeding"] = peak_rss_mb()
+    try:
+        profiler = Profiler(server)
+        org = server.org
+        tables = ("contact", "lead", "msdynci_customerprofile", "msdynci_alternatekey")
+        result["seeded"] = {t: org.store.count(org.entity(t)) for t in tables}
+        send_all(profiler, repeat, seed)
+        result["kinds"] = [k.summary() for k in profiler.kinds.values()]
+        result["rss_mb_peak"] = peak_rss_mb()
+    finally:
+        server.stop()
+    return result
+
+
+def report(result: dict[str, Any]) -> str:
+    """The figures as Markdown."""
+    lines = [
+        f"{result['contacts']:,} contacts, {result['leads']:,} leads; {result['machine']}",
+        f"seeded {result['seeded']} in {result['seed_wall_s']:.1f} s ({result['seed_cpu_s']:.1f} s CPU)",
+        f"peak RSS: {result['rss_mb_before_seeding']:.0f} MB before seeding, "
+        f"{result['rss_mb_after_seeding']:.0f} MB after, {result['rss_mb_peak']:.0f} MB at the end",
+        "",
+        "| kind | requests | CPU ms per request: mean, median, max | rows per request | CPU µs per row "
+        "| status |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for k in result["kinds"]:
+        per_row = f"{k['cpu_us_per_row']:.0f}" if k["cpu_us_per_row"] is not None else "–"
+        lines.append(
+            f"| {k['kind']} | {k['requests']} | {k['cpu_ms_mean']:.1f}, {k['cpu_ms_median']:.1f}, "
+            f"{k['cpu_ms_max']:.1f} | {k['rows_per_request']:.0f} | {per_row} | "
+            f"{', '.join(map(str, k['statuses']))} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, run, print the figures (and write them as JSON)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m devtools.emulator_profile", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--contacts", type=int, required=True, help="contacts to seed")
+    parser.add_argument("--leads", type=int, help="leads to seed (default: a fifth of the contacts)")
+    parser.add_argument("--repeat", type=int, default=20, help="requests of each kind (default 20)")
+    parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args(argv)
+    if args.contacts < 1000 or args.repeat < 1:
+        parser.error("--contacts must be at least 1000 and --repeat at least 1")
+    leads = args.contacts // 5 if args.leads is None else args.leads
+    result = run(args.contacts, leads, args.repeat, args.seed)
+    result["measured_at"] = datetime.now(tz=UTC).isoformat(timespec="seconds")
+    print(report(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump(result, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
