@@ -51,8 +51,8 @@ def links(org: Organization, table: str, lookup: str | None = None) -> Iterator[
 
     The rows stream from SQLite a slice at a time (``Store.iterate``, which holds the store's lock
     until the last row), so with ``summarize`` a million rows are counted without being held. It
-    takes about 20 µs a source row at a million (docs/emulator-scale.md): one pass that ranks the
-    mapping rows of every source row, joined to the table and the profiles.
+    takes about 30 µs a source row at a million (30–36 s, docs/emulator-scale.md): one query that
+    ranks the mapping rows of every source row and joins the winners to the table and the profiles.
     """
     entity = org.entity(table)
     sources = [s.datasource for s in SOURCES if s.dataverse and s.table == table]
