@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .addressing import RowKey, parse_key
-from .errors import ApiError, bad_request, entity_not_found
+from .errors import ApiError, bad_request
 from .exchange import ApiRequest, ApiResponse, error_response, json_response, no_content
 from .metadata import entity_children, entity_definition, relationship_by_id, relationship_definition
 from .organization import Organization
@@ -186,8 +186,3 @@ def _whoami(org: Organization, request: ApiRequest) -> dict[str, Any]:
         "UserId": metadata_id("systemuser", request.user),
         "OrganizationId": org.organization_id,
     }
-
-
-def not_found_table(name: str) -> ApiError:
-    """Re-exported for the metadata handlers."""
-    return entity_not_found(name)

@@ -16,7 +16,7 @@ from .faults import Faults
 from .limits import CONCURRENCY, EXECUTION_TIME, REQUESTS, Limiter, tally_rows
 from .modes import Modes
 from .schema import MAPPING_RELATIONSHIP, Entity, Relationship
-from .store import VISIBLE_AT, WRITER, Clock, Store, quote
+from .store import VISIBLE_AT, WRITER, Clock, Store
 
 CID_USER = "ci-d"
 CID_LOOKUP = "msdynci_lookupfield_customerprofile"
@@ -202,14 +202,3 @@ class Organization:
             )
             self.store.execute("DELETE FROM _snapshots")
             self.deferred.clear()
-
-    def lookup_to_profile(self, entity: Entity, now: int) -> Relationship | None:
-        """The (first visible) lookup from a table to the profile table, if any."""
-        for rel in self.catalog.lookups_to(entity, now, strong=False):
-            if rel.referenced_entity == "msdynci_customerprofile":
-                return rel
-        return None
-
-    def table_sql(self, entity: Entity) -> str:
-        """The quoted SQLite table name."""
-        return quote(entity.logical_name)

@@ -23,7 +23,6 @@ from .checkpoints import Checkpoint, Counters
 from .storage.errors import ConflictError
 from .storage.tables import StateTables
 
-STATUSES = ("Queued", "Running", "Successful", "Failed", "Skipped")
 _MAX_TIME = 99_999_999_999
 
 
