@@ -1,0 +1,353 @@
+"""The app's settings: every name it reads, its default, and one validated, frozen object.
+
+Settings are read once, inside a function call (never at import: an exception at import time makes the
+Functions host load no functions at all), and every problem is reported together with the setting's
+name, so a misconfigured app says what to fix instead of failing on its first request.
+
+``SETTINGS`` is the single list of what the app reads; the deployment (``infra/``), the
+``local.settings.sample.json`` and the README are checked against it by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .dataverse.auth import is_loopback
+from .dataverse.client import ClientSettings
+from .dataverse.metadata import LookupSpec
+from .dataverse.odata import InvalidNameError
+from .linking import LinkSettings
+
+QUEUE_NAME = "hydration-tasks"
+"""The job queue; the host moves messages that keep failing to ``hydration-tasks-poison``."""
+POISON_QUEUE_NAME = QUEUE_NAME + "-poison"
+AZURITE = "UseDevelopmentStorage=true"
+DEVELOPMENT_USER = "hydration-app"
+STORAGE = "HYDRATION_STORAGE"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting the app reads."""
+
+    name: str
+    default: str | None
+    doc: str
+    deployed: bool = False
+    """The deployment must provide it (required, or needed for identity-based access in Azure)."""
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("DATAVERSE_URL", None, "The organization URL, e.g. https://contoso.crm.dynamics.com.", True),
+    Setting(
+        "HYDRATION_MANIFEST",
+        None,
+        "The unification manifest: a file path or the JSON itself (schema: hydration/manifest.schema.json).",
+        True,
+    ),
+    Setting(
+        STORAGE,
+        AZURITE,
+        "Connection string of the storage account holding the job queue and state tables (locally "
+        "Azurite). In Azure leave it unset and give the HYDRATION_STORAGE__* identity settings.",
+    ),
+    Setting(f"{STORAGE}__queueServiceUri", None, "Identity-based storage: the queue endpoint.", True),
+    Setting(f"{STORAGE}__tableServiceUri", None, "Identity-based storage: the table endpoint.", True),
+    Setting(f"{STORAGE}__credential", None, "Identity-based storage: `managedidentity`.", True),
+    Setting(
+        f"{STORAGE}__clientId", None, "Identity-based storage: the user-assigned identity's client id.", True
+    ),
+    Setting(
+        "AZURE_CLIENT_ID",
+        None,
+        "Client id of the user-assigned managed identity that is the Dataverse application user.",
+        True,
+    ),
+    Setting(
+        "DATAVERSE_EXTRA_CLIENT_IDS",
+        "",
+        "Comma-separated client ids of further user-assigned identities, each its own application user; "
+        "writes are spread over all of them (each has its own service protection limits).",
+    ),
+    Setting(
+        "DATAVERSE_DEVELOPMENT_USER",
+        DEVELOPMENT_USER,
+        "Local emulator only (a loopback DATAVERSE_URL): the user name sent as a development token.",
+    ),
+    Setting(
+        "HYDRATION_SCHEDULE",
+        "0 */15 * * * *",
+        "NCRONTAB schedule of the timer that checks for settled mapping changes.",
+        True,
+    ),
+    Setting("HYDRATION_SETTLE_MINUTES", "15", "Mapping changes younger than this wait for the next pass."),
+    Setting("HYDRATION_FULL_PASS_DAYS", "7", "A full pass (with reconcile) is owed after this many days."),
+    Setting("HYDRATION_STALE_LINKS", "clear", "`clear` stale links in a full pass, or only `report` them."),
+    Setting(
+        "HYDRATION_ALLOW_CREATE_LOOKUP",
+        "false",
+        "Let the worker create a missing lookup column (needs customization privileges; else run "
+        "`python -m hydration provision` as an admin).",
+    ),
+    Setting("HYDRATION_LOOKUP_SCHEMA_NAME", "msdynci_lookupfield_customerprofile", "The lookup's schema name."),
+    Setting(
+        "HYDRATION_RELATIONSHIP_NAME",
+        "msdynci_customerprofile_{table}",
+        "Schema name of a created relationship; {table} is the source table's logical name.",
+    ),
+    Setting("HYDRATION_LOOKUP_DISPLAY_NAME", "Customer Profile", "Display name of a created lookup."),
+    Setting("HYDRATION_SOLUTION", "", "Unique name of the solution a created lookup is added to."),
+    Setting(
+        "HYDRATION_BYPASS_BUSINESS_LOGIC",
+        "",
+        "`CustomSync`, `CustomAsync` or `CustomSync,CustomAsync`: skip custom plug-ins on the writes "
+        "(needs the prvBypassCustomBusinessLogic privilege).",
+    ),
+    Setting("HYDRATION_SUPPRESS_FLOWS", "false", "Do not trigger Power Automate flows on the writes."),
+    Setting("HYDRATION_PAGE_SIZE", "5000", "Mapping rows per step (1 to 5000)."),
+    Setting("HYDRATION_WRITE_PARALLELISM", "", "Concurrent write requests; empty follows x-ms-dop-hint."),
+    Setting("HYDRATION_LEASE_MINUTES", "30", "A table's lease lapses after this long without progress."),
+    Setting("HYDRATION_SAMPLE_SIZE", "200", "Mapping rows sampled per table before it is enqueued (0: off)."),
+    Setting(
+        "HYDRATION_SAMPLE_MIN_MATCH",
+        "0.9",
+        "Share of sampled mapping rows that must name an existing source row, else the table is Skipped.",
+    ),
+    Setting("HYDRATION_TABLE_PREFIX", "hydration", "Prefix of the state tables' names."),
+)
+NAMES = frozenset(s.name for s in SETTINGS)
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+_NCRONTAB = re.compile(r"^\S+( \S+){5}$")
+_BYPASS = ("CustomSync", "CustomAsync", "CustomSync,CustomAsync")
+
+
+class SettingsError(ValueError):
+    """One or more settings are missing or invalid; the message names each one."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    """Where the queue and the state tables are: a connection string, or endpoints and an identity."""
+
+    connection_string: str | None = None
+    queue_uri: str | None = None
+    table_uri: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads, validated."""
+
+    dataverse_url: str
+    manifest_text: str
+    manifest_source: str
+    storage: StorageSettings
+    client_id: str | None = None
+    extra_client_ids: tuple[str, ...] = ()
+    development_user: str | None = None
+    schedule: str = "0 */15 * * * *"
+    settle: timedelta = timedelta(minutes=15)
+    full_every: timedelta = timedelta(days=7)
+    clear_stale: bool = True
+    allow_create_lookup: bool = False
+    lookup: LookupSpec = field(default_factory=LookupSpec)
+    client: ClientSettings = field(default_factory=ClientSettings)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    lease_ttl: timedelta = timedelta(minutes=30)
+    sample_size: int = 200
+    sample_min_match: float = 0.9
+    table_prefix: str = "hydration"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """Read and validate the settings; ``SettingsError`` lists every problem at once."""
+        reader = _Reader(env)
+        settings = reader.settings()
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        assert settings is not None
+        return settings
+
+
+class _Reader:
+    """Collects problems while reading, so all are reported together."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def raw(self, name: str) -> str:
+        value = self.env.get(name)
+        if value is None or not value.strip():
+            return _DEFAULTS.get(name) or ""
+        return value.strip()
+
+    def number(self, name: str, low: float, high: float, *, integer: bool = True) -> float:
+        text = self.raw(name)
+        try:
+            value = int(text) if integer else float(text)
+        except ValueError:
+            self.problems.append(f"{name}={text!r} is not a {'whole ' if integer else ''}number")
+            return float(_DEFAULTS[name] or 0)
+        if not low <= value <= high:
+            self.problems.append(f"{name}={text!r} must be between {low:g} and {high:g}")
+        return value
+
+    def flag(self, name: str) -> bool:
+        text = self.raw(name).lower()
+        if text not in ("true", "false", "1", "0", "yes", "no"):
+            self.problems.append(f"{name}={text!r} must be true or false")
+        return text in ("true", "1", "yes")
+
+    def dataverse_url(self) -> str:
+        url = self.raw("DATAVERSE_URL")
+        if not url:
+            self.problems.append("DATAVERSE_URL is required: the organization URL, e.g. https://contoso.crm.dynamics.com")
+            return ""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+            self.problems.append(f"DATAVERSE_URL={url!r} must be an organization URL such as https://contoso.crm.dynamics.com")
+        elif parts.scheme == "http" and not is_loopback(url):
+            self.problems.append(f"DATAVERSE_URL={url!r} must use https (http is allowed for a local emulator only)")
+        return url.rstrip("/")
+
+    def manifest(self) -> tuple[str, str]:
+        value = self.raw("HYDRATION_MANIFEST")
+        if not value:
+            self.problems.append(
+                "HYDRATION_MANIFEST is required: a path to the unification manifest, or the JSON itself"
+            )
+            return "", ""
+        if value.startswith("{"):
+            return value, "HYDRATION_MANIFEST (inline JSON)"
+        path = Path(value)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except OSError as exc:
+            self.problems.append(f"HYDRATION_MANIFEST: cannot read {value!r}: {exc.strerror or exc}")
+            return "", value
+
+    def storage(self) -> StorageSettings:
+        queue_uri = self.env.get(f"{STORAGE}__queueServiceUri", "").strip() or None
+        table_uri = self.env.get(f"{STORAGE}__tableServiceUri", "").strip() or None
+        if queue_uri or table_uri:
+            if not (queue_uri and table_uri):
+                self.problems.append(
+                    f"identity-based storage needs both {STORAGE}__queueServiceUri and {STORAGE}__tableServiceUri"
+                )
+            for name, uri in (("queueServiceUri", queue_uri), ("tableServiceUri", table_uri)):
+                if uri and urlsplit(uri).scheme != "https":
+                    self.problems.append(f"{STORAGE}__{name}={uri!r} must be an https endpoint")
+            credential = self.env.get(f"{STORAGE}__credential", "managedidentity").strip().lower()
+            if credential not in ("managedidentity", ""):
+                self.problems.append(f"{STORAGE}__credential={credential!r}: only managedidentity is supported")
+            client_id = self.env.get(f"{STORAGE}__clientId", "").strip() or None
+            return StorageSettings(queue_uri=queue_uri, table_uri=table_uri, client_id=client_id)
+        connection = self.raw(STORAGE)
+        if connection != AZURITE and "=" not in connection:
+            self.problems.append(f"{STORAGE} is not a storage connection string")
+        return StorageSettings(connection_string=connection)
+
+    def lookup(self) -> LookupSpec:
+        try:
+            return LookupSpec(
+                schema_name=self.raw("HYDRATION_LOOKUP_SCHEMA_NAME"),
+                relationship_name=self.raw("HYDRATION_RELATIONSHIP_NAME"),
+                display_name=self.raw("HYDRATION_LOOKUP_DISPLAY_NAME"),
+                solution=self.raw("HYDRATION_SOLUTION") or None,
+            )
+        except InvalidNameError as exc:
+            self.problems.append(f"lookup settings (HYDRATION_LOOKUP_*, HYDRATION_RELATIONSHIP_NAME, HYDRATION_SOLUTION): {exc}")
+            return LookupSpec()
+
+    def client(self) -> ClientSettings:
+        bypass = self.raw("HYDRATION_BYPASS_BUSINESS_LOGIC").replace(" ", "")
+        if bypass and bypass not in _BYPASS:
+            self.problems.append(f"HYDRATION_BYPASS_BUSINESS_LOGIC={bypass!r} must be one of {', '.join(_BYPASS)}")
+            bypass = ""
+        return ClientSettings(
+            bypass_business_logic=bypass or None, suppress_flows=self.flag("HYDRATION_SUPPRESS_FLOWS")
+        )
+
+    def link(self) -> LinkSettings:
+        page = int(self.number("HYDRATION_PAGE_SIZE", 1, 5000))
+        parallel_text = self.raw("HYDRATION_WRITE_PARALLELISM")
+        parallelism = None
+        if parallel_text:
+            parallelism = int(self.number("HYDRATION_WRITE_PARALLELISM", 1, 64))
+        stale = self.raw("HYDRATION_STALE_LINKS").lower()
+        if stale not in ("clear", "report"):
+            self.problems.append(f"HYDRATION_STALE_LINKS={stale!r} must be clear or report")
+        return LinkSettings(page_size=page, parallelism=parallelism, clear_stale=stale != "report")
+
+    def client_ids(self) -> tuple[str | None, tuple[str, ...]]:
+        main = self.env.get("AZURE_CLIENT_ID", "").strip() or None
+        extra = tuple(x.strip() for x in self.raw("DATAVERSE_EXTRA_CLIENT_IDS").split(",") if x.strip())
+        for value in (main, *extra):
+            if value is not None and not re.fullmatch(r"[0-9a-fA-F-]{36}", value):
+                self.problems.append(f"client id {value!r} is not a GUID (AZURE_CLIENT_ID, DATAVERSE_EXTRA_CLIENT_IDS)")
+        return main, extra
+
+    def settings(self) -> Settings | None:
+        url = self.dataverse_url()
+        manifest_text, manifest_source = self.manifest()
+        schedule = self.raw("HYDRATION_SCHEDULE")
+        if not _NCRONTAB.fullmatch(schedule):
+            self.problems.append(
+                f"HYDRATION_SCHEDULE={schedule!r} must be an NCRONTAB expression of six fields, e.g. 0 */15 * * * *"
+            )
+        prefix = self.raw("HYDRATION_TABLE_PREFIX")
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
+            self.problems.append(f"HYDRATION_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter")
+        main, extra = self.client_ids()
+        development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if url and is_loopback(url) else None
+        return Settings(
+            dataverse_url=url,
+            manifest_text=manifest_text,
+            manifest_source=manifest_source,
+            storage=self.storage(),
+            client_id=main,
+            extra_client_ids=extra,
+            development_user=development_user,
+            schedule=schedule,
+            settle=timedelta(minutes=self.number("HYDRATION_SETTLE_MINUTES", 0, 24 * 60)),
+            full_every=timedelta(days=self.number("HYDRATION_FULL_PASS_DAYS", 1, 365)),
+            clear_stale=self.raw("HYDRATION_STALE_LINKS").lower() != "report",
+            allow_create_lookup=self.flag("HYDRATION_ALLOW_CREATE_LOOKUP"),
+            lookup=self.lookup(),
+            client=self.client(),
+            link=self.link(),
+            lease_ttl=timedelta(minutes=self.number("HYDRATION_LEASE_MINUTES", 5, 24 * 60)),
+            sample_size=int(self.number("HYDRATION_SAMPLE_SIZE", 0, 5000)),
+            sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", 0, 1, integer=False),
+            table_prefix=prefix,
+        )
+
+
+def sample_local_settings() -> dict[str, Any]:
+    """The content of ``local.settings.sample.json``: every setting with its default (tests compare)."""
+    values = {s.name: s.default or "" for s in SETTINGS if not s.name.startswith(f"{STORAGE}__")}
+    values["DATAVERSE_URL"] = "https://contoso.crm.dynamics.com"
+    values["HYDRATION_MANIFEST"] = "manifest.json"
+    values["AZURE_CLIENT_ID"] = ""
+    return {
+        "IsEncrypted": False,
+        "Values": {"AzureWebJobsStorage": AZURITE, "FUNCTIONS_WORKER_RUNTIME": "python", **values},
+    }
+
+
+def dumps_sample() -> str:
+    """``local.settings.sample.json`` as written in the repository."""
+    return json.dumps(sample_local_settings(), indent=2) + "\n"
