@@ -96,7 +96,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Let the worker create a missing lookup column (needs customization privileges; else run "
         "`python -m hydration provision` as an admin).",
     ),
-    Setting("HYDRATION_LOOKUP_SCHEMA_NAME", "msdynci_lookupfield_customerprofile", "The lookup's schema name."),
+    Setting(
+        "HYDRATION_LOOKUP_SCHEMA_NAME", "msdynci_lookupfield_customerprofile", "The lookup's schema name."
+    ),
     Setting(
         "HYDRATION_RELATIONSHIP_NAME",
         "msdynci_customerprofile_{table}",
@@ -214,13 +216,19 @@ class _Reader:
     def dataverse_url(self) -> str:
         url = self.raw("DATAVERSE_URL")
         if not url:
-            self.problems.append("DATAVERSE_URL is required: the organization URL, e.g. https://contoso.crm.dynamics.com")
+            self.problems.append(
+                "DATAVERSE_URL is required: the organization URL, e.g. https://contoso.crm.dynamics.com"
+            )
             return ""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            self.problems.append(f"DATAVERSE_URL={url!r} must be an organization URL such as https://contoso.crm.dynamics.com")
+            self.problems.append(
+                f"DATAVERSE_URL={url!r} must be an organization URL such as https://contoso.crm.dynamics.com"
+            )
         elif parts.scheme == "http" and not is_loopback(url):
-            self.problems.append(f"DATAVERSE_URL={url!r} must use https (http is allowed for a local emulator only)")
+            self.problems.append(
+                f"DATAVERSE_URL={url!r} must use https (http is allowed for a local emulator only)"
+            )
         return url.rstrip("/")
 
     def manifest(self) -> tuple[str, str]:
@@ -245,14 +253,17 @@ class _Reader:
         if queue_uri or table_uri:
             if not (queue_uri and table_uri):
                 self.problems.append(
-                    f"identity-based storage needs both {STORAGE}__queueServiceUri and {STORAGE}__tableServiceUri"
+                    f"identity-based storage needs both {STORAGE}__queueServiceUri and "
+                    f"{STORAGE}__tableServiceUri"
                 )
             for name, uri in (("queueServiceUri", queue_uri), ("tableServiceUri", table_uri)):
                 if uri and urlsplit(uri).scheme != "https":
                     self.problems.append(f"{STORAGE}__{name}={uri!r} must be an https endpoint")
             credential = self.env.get(f"{STORAGE}__credential", "managedidentity").strip().lower()
             if credential not in ("managedidentity", ""):
-                self.problems.append(f"{STORAGE}__credential={credential!r}: only managedidentity is supported")
+                self.problems.append(
+                    f"{STORAGE}__credential={credential!r}: only managedidentity is supported"
+                )
             client_id = self.env.get(f"{STORAGE}__clientId", "").strip() or None
             return StorageSettings(queue_uri=queue_uri, table_uri=table_uri, client_id=client_id)
         connection = self.raw(STORAGE)
@@ -269,13 +280,18 @@ class _Reader:
                 solution=self.raw("HYDRATION_SOLUTION") or None,
             )
         except InvalidNameError as exc:
-            self.problems.append(f"lookup settings (HYDRATION_LOOKUP_*, HYDRATION_RELATIONSHIP_NAME, HYDRATION_SOLUTION): {exc}")
+            self.problems.append(
+                "lookup settings (HYDRATION_LOOKUP_*, HYDRATION_RELATIONSHIP_NAME, HYDRATION_SOLUTION): "
+                f"{exc}"
+            )
             return LookupSpec()
 
     def client(self) -> ClientSettings:
         bypass = self.raw("HYDRATION_BYPASS_BUSINESS_LOGIC").replace(" ", "")
         if bypass and bypass not in _BYPASS:
-            self.problems.append(f"HYDRATION_BYPASS_BUSINESS_LOGIC={bypass!r} must be one of {', '.join(_BYPASS)}")
+            self.problems.append(
+                f"HYDRATION_BYPASS_BUSINESS_LOGIC={bypass!r} must be one of {', '.join(_BYPASS)}"
+            )
             bypass = ""
         return ClientSettings(
             bypass_business_logic=bypass or None, suppress_flows=self.flag("HYDRATION_SUPPRESS_FLOWS")
@@ -297,7 +313,9 @@ class _Reader:
         extra = tuple(x.strip() for x in self.raw("DATAVERSE_EXTRA_CLIENT_IDS").split(",") if x.strip())
         for value in (main, *extra):
             if value is not None and not re.fullmatch(r"[0-9a-fA-F-]{36}", value):
-                self.problems.append(f"client id {value!r} is not a GUID (AZURE_CLIENT_ID, DATAVERSE_EXTRA_CLIENT_IDS)")
+                self.problems.append(
+                    f"client id {value!r} is not a GUID (AZURE_CLIENT_ID, DATAVERSE_EXTRA_CLIENT_IDS)"
+                )
         return main, extra
 
     def settings(self) -> Settings | None:
@@ -306,11 +324,14 @@ class _Reader:
         schedule = self.raw("HYDRATION_SCHEDULE")
         if not _NCRONTAB.fullmatch(schedule):
             self.problems.append(
-                f"HYDRATION_SCHEDULE={schedule!r} must be an NCRONTAB expression of six fields, e.g. 0 */15 * * * *"
+                f"HYDRATION_SCHEDULE={schedule!r} must be an NCRONTAB expression of six fields, "
+                "e.g. 0 */15 * * * *"
             )
         prefix = self.raw("HYDRATION_TABLE_PREFIX")
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,39}", prefix):
-            self.problems.append(f"HYDRATION_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter")
+            self.problems.append(
+                f"HYDRATION_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter"
+            )
         main, extra = self.client_ids()
         development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if url and is_loopback(url) else None
         return Settings(

@@ -1,0 +1,197 @@
+"""``python -m hydration``: run, plan, status, discover and provision from a shell.
+
+``run`` and ``plan`` start a run through the same planner as the Functions triggers, then drain the job
+queue locally through the same handlers the queue functions call, following the host's queue settings
+from ``host.json`` (dequeue count, retry delay, poison queue), and print progress as tables advance.
+Settings come from the environment, as in the Functions app (see ``local.settings.sample.json``).
+
+Exit codes: 0 the run succeeded (or the command did its job); 1 the run failed; 2 invalid settings,
+manifest or arguments; 3 the run was Skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from . import handlers
+from .dataverse.errors import DataverseError
+from .dataverse.metadata import provision
+from .discovery import discover, draft_manifest
+from .manifest import ManifestError, entry_problem
+from .planner import RequestError, RunRequest
+from .service import Services, services
+from .settings import SettingsError
+from .status import FINAL, render, report, run_view
+from .storage.driver import Delivery, QueueDriver
+
+EXIT = {"Successful": 0, "Failed": 1, "Skipped": 3}
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+
+
+def queue_options(path: Path = HOST_JSON) -> tuple[int, int]:
+    """``maxDequeueCount`` and ``visibilityTimeout`` (s) from ``host.json``: drain as the host would."""
+    try:
+        queues = json.loads(path.read_text(encoding="utf-8"))["extensions"]["queues"]
+    except (OSError, ValueError, KeyError):
+        return 5, 30
+    hours, minutes, seconds = (int(x) for x in str(queues.get("visibilityTimeout", "00:00:30")).split(":"))
+    return int(queues.get("maxDequeueCount", 5)), hours * 3600 + minutes * 60 + seconds
+
+
+def local_driver(svc: Services) -> QueueDriver:
+    """A driver that pumps the job queue into the worker and poison handlers, as the host does."""
+
+    def handle(delivery: Delivery) -> None:
+        handlers.on_message(delivery.text, delivery.dequeue_count, svc)
+
+    def poisoned(delivery: Delivery, reason: str) -> None:
+        handlers.on_poison(delivery.text, delivery.dequeue_count, svc)
+
+    max_dequeue_count, visibility_timeout = queue_options()
+    return QueueDriver(
+        svc.queue,
+        svc.poison,
+        handle,
+        on_poison=poisoned,
+        max_dequeue_count=max_dequeue_count,
+        visibility_timeout=visibility_timeout,
+    )
+
+
+def _progress(view: dict[str, Any], seen: dict[str, tuple[Any, ...]], out: TextIO) -> None:
+    for table in view["tables"]:
+        if table["status"] == "Skipped" and not seen:
+            seen[table["table"]] = ()  # said when the run started
+        c = table["counts"]
+        key = (table["status"], c["pages"], c["written"], c["cleared"])
+        if seen.get(table["table"]) == key:
+            continue
+        seen[table["table"]] = key
+        out.write(
+            f"  {table['table']}: {table['status'].lower()}, {c['pages']} pages, "
+            f"{c['rows_read']:,} rows read, "
+            f"{c['written']:,} {'to write' if table['kind'] == 'plan' else 'written'}, "
+            f"{c['already_correct']:,} already correct, {c['cleared']:,} cleared\n"
+        )
+        out.flush()
+
+
+def drain_run(svc: Services, run_id: str, *, out: TextIO, poll: float = 0.5) -> dict[str, Any]:
+    """Process queue messages until the run is final; returns the run's status view."""
+    driver = local_driver(svc)
+    seen: dict[str, tuple[Any, ...]] = {}
+    while True:
+        record = svc.state.run(run_id) or {"run_id": run_id}
+        view = run_view(svc.state, record)
+        _progress(view, seen, out)
+        if view["status"] in FINAL:
+            return view
+        if driver.step() is None:
+            time.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
+
+
+def _start(svc: Services, request: RunRequest, out: TextIO) -> int:
+    started = svc.planner().start(request)
+    out.write(f"run {started.run_id}: {started.status.lower()}")
+    out.write(f", queued {', '.join(started.queued)}" if started.queued else "")
+    out.write("\n")
+    for table, reason in started.skipped.items():
+        out.write(f"  {table}: skipped: {reason}\n")
+    if started.status in FINAL:
+        if started.details:
+            out.write(f"  {started.details}\n")
+        return EXIT[started.status]
+    view = drain_run(svc, started.run_id, out=out)
+    out.write("\n" + render({"runs": [view]}) + "\n")
+    return EXIT[view["status"]]
+
+
+def _tables(text: str | None) -> tuple[str, ...] | None:
+    return None if not text else tuple(t.strip().lower() for t in text.split(",") if t.strip())
+
+
+def main(
+    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, out: TextIO | None = None
+) -> int:
+    """Parse the command line and run one command; returns the exit code."""
+    out = out or sys.stdout
+    parser = argparse.ArgumentParser(
+        prog="python -m hydration", description="CustomerId Backstamping Hydration"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="start a run and process it here, with progress")
+    run.add_argument("--full", action="store_true", help="a full pass (with reconcile) for every table")
+    run.add_argument("--tables", help="comma-separated Dataverse tables among those configured")
+    plan = commands.add_parser("plan", help="dry run: what a run would write and clear, writing nothing")
+    plan.add_argument("--full", action="store_true")
+    plan.add_argument("--tables")
+    status = commands.add_parser("status", help="the latest runs")
+    status.add_argument("--json", action="store_true", help="the same JSON as GET /api/status")
+    status.add_argument("--run", help="one run's id")
+    status.add_argument("--limit", type=int, default=5)
+    discover_cmd = commands.add_parser("discover", help="the (data source, table) pairs in the mapping")
+    discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
+    prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
+    prov.add_argument("--tables", help="comma-separated tables (default: the manifest's eligible tables)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        svc = services(os.environ if env is None else env)
+        return _command(args, svc, out)
+    except SettingsError as exc:
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    except (RequestError, ManifestError) as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    except DataverseError as exc:
+        sys.stderr.write(f"Dataverse error: {exc}\n")
+        return 1
+
+
+def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
+    if args.command in ("run", "plan"):
+        request = RunRequest(
+            trigger="cli", full=args.full, tables=_tables(args.tables), plan=args.command == "plan"
+        )
+        return _start(svc, request, out)
+    if args.command == "status":
+        data = report(svc.state, limit=max(1, min(args.limit, 100)), run_id=args.run)
+        out.write((json.dumps(data, indent=2) if args.json else render(data)) + "\n")
+        return 0
+    if args.command == "discover":
+        found = discover(svc.client, svc.metadata)
+        if args.manifest:
+            out.write(json.dumps(draft_manifest(svc.settings.dataverse_url, found), indent=2) + "\n")
+            return 0
+        for pair in found:
+            table = (
+                f"{pair.dataverse_table} (key {pair.primary_key})"
+                if pair.dataverse_table
+                else "no Dataverse table"
+            )
+            out.write(f"{pair.data_source}\t{pair.entity}\t{table}\n")
+        if not found:
+            out.write("the mapping table has no rows\n")
+        return 0
+    manifest = svc.planner().manifest()
+    tables = _tables(args.tables) or tuple(
+        t for t in manifest.tables if any(entry_problem(e, manifest) is None for e in manifest.entries_of(t))
+    )
+    for info in provision(svc.metadata, tables, svc.settings.lookup):
+        state = "created" if info.created else "already there"
+        out.write(
+            f"{info.attribute} on {info.table}: {state} (navigation property {info.navigation_property})\n"
+        )
+    return 0

@@ -1,0 +1,125 @@
+"""What users watch: the latest runs and their tables, as JSON (``GET /api/status``) or a text table.
+
+A run's status is derived from its tasks whenever it is read, so it can never disagree with them:
+Running while any table is queued or running, Failed when any failed, Skipped when every table was
+Skipped, Successful otherwise. A run closed before any task (an invalid manifest, a private data lake,
+nothing eligible) keeps the status it was recorded with.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from .checkpoints import Counters
+from .state import StateStore, TaskRecord
+
+TASK_NAME = "CustomerId Backstamping Hydration"
+GROUP = "Dataverse Hydration"
+FINAL = ("Successful", "Failed", "Skipped")
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if isinstance(value, datetime) else None
+
+
+def task_status(task: TaskRecord) -> str:
+    """The status users see: a queued task counts as Running."""
+    return task.status if task.status in FINAL else "Running"
+
+
+def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
+    """A run's status from its tasks (see the module docstring)."""
+    if not tasks:
+        return str(record.get("status") or "Running")
+    statuses = [task_status(t) for t in tasks]
+    if "Running" in statuses:
+        return "Running"
+    if "Failed" in statuses:
+        return "Failed"
+    if all(s == "Skipped" for s in statuses):
+        return "Skipped"
+    return "Successful"
+
+
+def task_view(task: TaskRecord) -> dict[str, Any]:
+    """One table of a run, for the status answer."""
+    counts = Counters.from_dict(task.counters).to_dict()
+    throttled = counts.pop("throttled_seconds", 0.0)
+    return {
+        "table": task.table,
+        "status": task_status(task),
+        "kind": task.kind,
+        "full": task.full,
+        "details": task.details or ("waiting in the queue" if task.status == "Queued" else ""),
+        "started": _time(task.started),
+        "ended": _time(task.ended),
+        "counts": counts,
+        "throttledSeconds": round(float(throttled), 1),
+        "sources": [list(s) for s in task.sources],
+    }
+
+
+def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
+    """One run with its tables and totals."""
+    run_id = str(record.get("run_id"))
+    tasks = sorted(state.tasks(run_id), key=lambda t: t.table)
+    status = run_status(record, tasks)
+    ended = record.get("ended")
+    if ended is None and status in FINAL and tasks:
+        ends = [t.ended for t in tasks if t.ended is not None]
+        ended = max(ends) if ends else None
+    total = Counters()
+    for task in tasks:
+        total = total + Counters.from_dict(task.counters)
+    counts = total.to_dict()
+    throttled = counts.pop("throttled_seconds", 0.0)
+    return {
+        "task": TASK_NAME,
+        "group": GROUP,
+        "runId": run_id,
+        "trigger": record.get("trigger"),
+        "status": status,
+        "details": record.get("details") or "",
+        "plan": any(t.kind == "plan" for t in tasks),
+        "started": _time(record.get("started")),
+        "ended": _time(ended) if status in FINAL else None,
+        "counts": counts,
+        "throttledSeconds": round(float(throttled), 1),
+        "tables": [task_view(t) for t in tasks],
+    }
+
+
+def report(state: StateStore, *, limit: int = 10, run_id: str | None = None) -> dict[str, Any]:
+    """The latest runs (or one run), newest first."""
+    if run_id is not None:
+        record = state.run(run_id)
+        runs = [] if record is None else [record]
+    else:
+        runs = state.runs(limit=limit)
+    return {"task": TASK_NAME, "group": GROUP, "runs": [run_view(state, r) for r in runs]}
+
+
+def render(data: dict[str, Any]) -> str:
+    """The report as a text table for the command line."""
+    lines: list[str] = []
+    for run in data["runs"]:
+        lines.append(
+            f"run {run['runId']}  {run['status']:10}  trigger {run['trigger']}  started {run['started']}"
+            + (f"  ended {run['ended']}" if run["ended"] else "")
+        )
+        if run["details"]:
+            lines.append(f"  {run['details']}")
+        for table in run["tables"]:
+            counts = table["counts"]
+            verb = "to write" if table["kind"] == "plan" else "written"
+            lines.append(
+                f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
+                f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
+                f"throttled {table['throttledSeconds']:>6.0f} s"
+            )
+            if table["details"]:
+                lines.append(f"    {table['details']}")
+    if not lines:
+        lines.append("no runs yet")
+    return "\n".join(lines)
