@@ -84,9 +84,11 @@ def _progress(view: dict[str, Any], seen: dict[str, tuple[Any, ...]], out: TextI
         out.flush()
 
 
-def drain_run(svc: Services, run_id: str, *, out: TextIO, poll: float = 0.5) -> dict[str, Any]:
+def drain_run(
+    svc: Services, run_id: str, *, out: TextIO, poll: float = 0.5, driver: QueueDriver | None = None
+) -> dict[str, Any]:
     """Process queue messages until the run is final; returns the run's status view."""
-    driver = local_driver(svc)
+    driver = driver or local_driver(svc)
     seen: dict[str, tuple[Any, ...]] = {}
     while True:
         record = svc.state.run(run_id) or {"run_id": run_id}

@@ -68,7 +68,7 @@ def on_event(event_type: str, data: Any, svc: Services | None = None) -> Started
 
 
 def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
-    """``POST /api/runs``: 202 with the run id; 400 for a bad request; 500 for invalid settings."""
+    """``POST /api/runs``: 202 with the run id; 400 for a bad request; 500 for invalid configuration."""
     if len(body) > MAX_BODY:
         return _error(413, f"the request body is larger than {MAX_BODY} bytes")
     try:
@@ -85,7 +85,9 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
         return _error(400, str(exc))
     except SettingsError as exc:
         return _error(500, "the app's settings are invalid", problems=exc.problems)
-    return 202, started_view(started)
+    # A run that could not start for the configuration's sake (an invalid manifest, another organization)
+    # is the app's fault, not the caller's: 500, with the recorded run and the reason.
+    return (500 if started.status == "Failed" else 202), started_view(started)
 
 
 def on_status_request(
