@@ -1,0 +1,142 @@
+"""Every eligibility rule through the planner against the emulator: Skipped outcomes with their message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from dataverse_emulator.client import EmulatorClient
+from hydration.manifest import RUN_SKIPPED_LAKE, RUN_SKIPPED_NONE
+from hydration.planner import RunRequest
+from hydration.service import Services, services
+
+from .conftest import assert_all_correct, drain, manifest
+
+pytestmark = pytest.mark.integration
+
+SALES = {
+    "dataSource": "DataverseSales",
+    "entity": "contact",
+    "connector": "Dataverse",
+    "primaryKey": "contactid",
+}
+MARKETING = {**SALES, "dataSource": "DataverseMarketing"}
+LEAD = {"dataSource": "DataverseSales", "entity": "lead", "connector": "Dataverse", "primaryKey": "leadid"}
+
+
+def with_manifest(
+    app_env: dict[str, str], emulator: EmulatorClient, tables: list[dict[str, Any]], **top: Any
+) -> Services:
+    import json
+
+    return services(
+        {**app_env, "HYDRATION_MANIFEST": json.dumps(manifest(emulator.base_url, tables=tables, **top))}
+    )
+
+
+def start(svc: Services) -> tuple[Any, dict[str, Any]]:
+    started = svc.planner().start(RunRequest(trigger="test"))
+    tasks = {t.table: t for t in svc.state.tasks(started.run_id)}
+    return started, tasks
+
+
+@pytest.mark.parametrize(
+    ("entry", "expected"),
+    [
+        (
+            {**LEAD, "sourceOrganizationUrl": "https://fabrikam.crm.dynamics.com"},
+            "another Dataverse organization",
+        ),
+        ({**LEAD, "connector": "Salesforce"}, "'Salesforce' connector"),
+        ({**LEAD, "unified": False}, "not part of unification"),
+        (
+            {**LEAD, "primaryKey": "emailaddress1"},
+            "(emailaddress1) is not the primary key of the Dataverse table lead",
+        ),
+        ({**LEAD, "dataverseTable": "nosuchtable"}, "'nosuchtable' does not exist in the organization"),
+    ],
+)
+def test_each_table_rule_skips_the_table_with_its_message_and_the_rest_runs(
+    app_env: dict[str, str], emulator: EmulatorClient, entry: dict[str, Any], expected: str
+) -> None:
+    svc = with_manifest(app_env, emulator, [SALES, MARKETING, entry])
+    started, tasks = start(svc)
+    skipped = entry.get("dataverseTable", "lead")
+    assert started.queued == ("contact",)
+    assert tasks[skipped].status == "Skipped"
+    assert expected in tasks[skipped].details
+    view = drain(svc, started.run_id)
+    assert view["status"] == "Successful"  # Skipped tables do not fail a run
+    assert_all_correct(emulator, "contact")
+    assert emulator.stats()["rows_written"].get("lead", 0) == 0  # nothing written to leads
+
+
+def test_the_sample_check_skips_a_table_whose_mapping_names_other_rows(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    # The manifest says these contact keys are leads: the sample check finds no such lead rows.
+    svc = with_manifest(app_env, emulator, [{**SALES, "dataverseTable": "lead", "primaryKey": "leadid"}])
+    started, tasks = start(svc)
+    assert started.status == "Skipped"
+    details = tasks["lead"].details
+    assert tasks["lead"].status == "Skipped"
+    assert "only 0 of 200 sampled mapping rows (0%) name an existing lead row" in details
+    assert "may not be the table's primary key" in details
+    assert "another Dataverse organization" in details
+
+
+def test_an_ineligible_source_is_left_out_of_an_eligible_table(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    svc = with_manifest(app_env, emulator, [SALES, {**MARKETING, "connector": "CSV"}])
+    started, tasks = start(svc)
+    assert started.queued == ("contact",)
+    assert tasks["contact"].sources == [["DataverseSales", "contact"]]
+    run = svc.state.run(started.run_id)
+    assert run is not None
+    assert "DataverseMarketing/contact is skipped" in run["details"]
+
+
+def test_no_eligible_table_skips_the_run_with_the_known_message(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    svc = with_manifest(app_env, emulator, [SALES, LEAD], environmentType="accounts")
+    started, tasks = start(svc)
+    assert started.status == "Skipped"
+    assert started.details == RUN_SKIPPED_NONE
+    assert {t.status for t in tasks.values()} == {"Skipped"}
+    assert all("business accounts (B2B)" in t.details for t in tasks.values())
+    assert svc.queue.approximate_count() == 0
+    view = drain(svc, started.run_id)
+    assert view["status"] == "Skipped"
+
+
+def test_a_private_data_lake_skips_the_whole_run(app_env: dict[str, str], emulator: EmulatorClient) -> None:
+    svc = with_manifest(app_env, emulator, [SALES], outputMode="privateDataLake")
+    started, tasks = start(svc)
+    assert started.status == "Skipped"
+    assert started.details == RUN_SKIPPED_LAKE
+    assert tasks == {}
+    assert emulator.stats()["requests"] == {}  # decided from the manifest alone
+
+
+def test_an_invalid_manifest_fails_the_run_with_the_schema_errors(app_env: dict[str, str]) -> None:
+    svc = services({**app_env, "HYDRATION_MANIFEST": '{"version": 1, "tables": []}'})
+    started = svc.planner().start(RunRequest(trigger="test"))
+    assert started.status == "Failed"
+    assert "manifest: 'organizationUrl' is a required property" in started.details
+    run = svc.state.run(started.run_id)
+    assert run is not None
+    assert run["status"] == "Failed"
+
+
+def test_entries_feeding_one_table_become_one_task(app_env: dict[str, str], emulator: EmulatorClient) -> None:
+    svc = with_manifest(app_env, emulator, [SALES, LEAD, MARKETING])
+    started, tasks = start(svc)
+    assert started.queued == ("contact", "lead")
+    assert sorted(tasks["contact"].sources) == [
+        ["DataverseMarketing", "contact"],
+        ["DataverseSales", "contact"],
+    ]
+    assert svc.queue.approximate_count() == 2  # one message per eligible table

@@ -1,0 +1,119 @@
+"""Runs through the app's handlers while things go wrong; the end state is checked row by row.
+
+Faults come from the emulator (5xx bursts, dropped connections, service protection limits) and from
+Azurite itself (stopped and restarted in the middle of a run).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from dataverse_emulator.client import EmulatorClient
+from devtools.azurite import Azurite
+from hydration import handlers
+from hydration.planner import RunRequest
+from hydration.service import Services, services
+from hydration.storage.driver import Delivery, QueueDriver
+
+from .conftest import drain
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def small_pages(app_env: dict[str, str]) -> Services:
+    return services({**app_env, "HYDRATION_PAGE_SIZE": "100"})
+
+
+def assert_every_row_correct(emulator: EmulatorClient) -> None:
+    for table in ("contact", "lead"):
+        truth = emulator.links(table, rows="wrong")
+        assert truth["rows"] == [], (table, truth["rows"][:3])
+        assert truth["summary"]["correct"] == truth["summary"]["rows"], (table, truth["summary"])
+
+
+def run_to_end(svc: Services, **request: Any) -> dict[str, Any]:
+    started = svc.planner().start(RunRequest(trigger="test", **request))
+    return drain(svc, started.run_id)
+
+
+def test_bursts_of_server_errors(app_env: dict[str, str], emulator: EmulatorClient) -> None:
+    svc = small_pages(app_env)
+    emulator.faults(
+        [
+            {"kind": "error", "status": 503, "nth": 4, "count": 3},
+            {"kind": "error", "status": 500, "rate": 0.15},
+            {"kind": "error", "status": 502, "rate": 0.05, "method": "POST", "after": True},
+        ],
+        seed=11,
+    )
+    view = run_to_end(svc)
+    fired = sum(emulator.faults()["fired"])
+    emulator.clear_faults()
+    assert fired > 5
+    assert view["status"] == "Successful"
+    assert svc.poison.approximate_count() == 0
+    assert_every_row_correct(emulator)
+
+
+def test_dropped_connections(app_env: dict[str, str], emulator: EmulatorClient) -> None:
+    svc = small_pages(app_env)
+    emulator.faults(
+        [{"kind": "drop", "rate": 0.08}, {"kind": "drop", "rate": 0.08, "method": "POST", "after": True}],
+        seed=5,
+    )
+    view = run_to_end(svc)
+    fired = sum(emulator.faults()["fired"])
+    emulator.clear_faults()
+    assert fired > 2
+    assert view["status"] == "Successful"
+    assert_every_row_correct(emulator)
+
+
+def test_sustained_throttling_under_the_service_protection_limits(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    svc = small_pages(app_env)
+    emulator.limits(enabled=True, time_factor=0.01, max_execution_seconds=2, max_requests=30)
+    try:
+        view = run_to_end(svc, full=True)
+        throttled = sum(emulator.stats()["throttled"].values())
+    finally:
+        emulator.limits(enabled=False)
+    assert throttled > 0
+    assert view["status"] == "Successful"
+    assert svc.poison.approximate_count() == 0
+    assert_every_row_correct(emulator)
+
+
+def test_azurite_restarted_in_the_middle_of_a_run(
+    app_env: dict[str, str], emulator: EmulatorClient, azurite_server: Azurite
+) -> None:
+    svc = small_pages(app_env)
+    started = svc.planner().start(RunRequest(trigger="test"))
+    handled = 0
+
+    def handle(delivery: Delivery) -> None:
+        nonlocal handled
+        handled += 1
+        if handled == 4:
+            azurite_server.stop()  # storage goes away while a step is under way
+        handlers.on_message(delivery.text, delivery.dequeue_count, svc)
+
+    driver = QueueDriver(svc.queue, svc.poison, handle, visibility_timeout=0, lease_seconds=3)
+    failures = 0
+    try:
+        while handled < 4:
+            driver.step()
+    except Exception:  # the handler failed on storage, then so did the release: the host would log it
+        failures += 1
+    finally:
+        azurite_server.start()
+    assert failures == 1
+    time.sleep(3)  # the message's lease runs out; it is delivered again
+    view = drain(svc, started.run_id)
+    assert view["status"] == "Successful"
+    assert svc.poison.approximate_count() == 0
+    assert_every_row_correct(emulator)
