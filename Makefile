@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: test check lint typecheck node demo bench emulator clean
+.PHONY: test check lint typecheck node demo bench emulator clean infra-check
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,26 @@ $(NPM_STAMP): package.json $(wildcard package-lock.json)
 
 node: $(NPM_STAMP)
 
+## The deployment checks' own venv: checkov pins an old `packaging` that the test tools cannot share.
+INFRA_VENV := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
+
+$(INFRA_STAMP): requirements-infra.txt
+	$(PYTHON) -m venv $(INFRA_VENV)
+	printf '*\n' > $(INFRA_VENV)/.gitignore
+	$(INFRA_VENV)/bin/pip install --quiet --upgrade pip
+	$(INFRA_VENV)/bin/pip install --quiet -r requirements-infra.txt
+	touch $@
+
+## Deployment: scan infra/ with checkov (offline; no failed check, no unparsed file, every skip explained),
+## then the structural tests of the Bicep against the app's settings.
+infra-check: $(INFRA_STAMP) $(STAMP)
+	$(INFRA_VENV)/bin/python tests/infra/checkov_gate.py
+	$(BIN)/python -m pytest -q tests/infra
+
 ## Build the venv and node_modules, run the linters and type checks, then the whole test suite.
-test: $(STAMP) $(NPM_STAMP) check
-	$(BIN)/python -m pytest
+test: $(STAMP) $(NPM_STAMP) check infra-check
+	$(BIN)/python -m pytest --ignore=tests/infra
 
 ## Lint and type-check.
 check: lint typecheck
@@ -48,4 +65,4 @@ emulator: $(STAMP)
 	$(BIN)/python -m dataverse_emulator --port $${PORT:-8765} --contacts $${CONTACTS:-20000} --leads $${LEADS:-10000}
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
