@@ -101,8 +101,12 @@ def _object_parts(value: Any) -> Iterable[dict[str, Any]]:
 
 
 def missing_deployed_settings(settings: Iterable[Any], declared: Mapping[str, Any]) -> list[str]:
-    """Settings marked ``deployed=True`` in ``hydration.settings.SETTINGS`` that the deployment omits."""
-    return sorted(s.name for s in settings if s.deployed and s.name not in declared)
+    """Settings marked ``deployed=True`` in ``hydration.settings.SETTINGS`` that the deployment omits.
+
+    A literal empty string counts as omitted: the app would read it as unset.
+    """
+    given = {name for name, value in declared.items() if not is_literal(value, "")}
+    return sorted(s.name for s in settings if s.deployed and s.name not in given)
 
 
 def unknown_app_settings(declared: Mapping[str, Any], names: Iterable[str]) -> list[str]:

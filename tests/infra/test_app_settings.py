@@ -63,6 +63,10 @@ def test_a_missing_deployed_setting_is_detected(declared: dict) -> None:
         assert missing_deployed_settings(SETTINGS, broken) == [name]
 
 
+def test_an_empty_deployed_setting_is_detected(declared: dict) -> None:
+    assert missing_deployed_settings(SETTINGS, {**declared, "DATAVERSE_URL": ""}) == ["DATAVERSE_URL"]
+
+
 def test_a_newly_deployed_setting_without_a_value_is_detected(declared: dict) -> None:
     new = Setting("HYDRATION_SOMETHING_NEW", None, "a future required setting", True)
     assert missing_deployed_settings((*SETTINGS, new), declared) == ["HYDRATION_SOMETHING_NEW"]
