@@ -6,7 +6,6 @@ Azurite, and the emulator reset to the standard scene with its clock past the se
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import uuid
@@ -24,14 +23,6 @@ SOURCES = {
     "contact": [("DataverseSales", "contact"), ("DataverseMarketing", "contact")],
     "lead": [("DataverseSales", "lead")],
 }
-
-
-@functools.cache
-def app_functions() -> dict[str, Any]:
-    """The app's functions by name (the SDK indexes an app once: a second ``get_functions`` fails)."""
-    import function_app
-
-    return {f.get_function_name(): f for f in function_app.app.get_functions()}
 
 
 def manifest(

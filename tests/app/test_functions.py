@@ -21,8 +21,9 @@ from hydration.handlers import EVENT_TYPE
 from hydration.messages import TaskMessage
 from hydration.service import Services
 from hydration.status import GROUP, TASK_NAME
+from tests.functions import app_functions
 
-from .conftest import app_functions, assert_all_correct, drain, manifest
+from .conftest import assert_all_correct, drain, manifest
 
 pytestmark = pytest.mark.integration
 

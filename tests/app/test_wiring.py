@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE
-
-from .conftest import app_functions
+from tests.functions import app_functions
 
 ROOT = Path(__file__).resolve().parents[2]
 
