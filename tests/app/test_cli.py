@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from dataverse_emulator.client import EmulatorClient
 from hydration.cli import main, queue_options
 from hydration.manifest import parse
+from tests.functions import python_without_settings
 
 from .conftest import assert_all_correct, manifest
 
@@ -95,16 +93,7 @@ def test_exit_codes_for_skipped_runs_and_invalid_settings(
 
 
 def test_python_m_hydration_reports_missing_settings() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRATION_", "DATAVERSE_"))}
-    result = subprocess.run(
-        [sys.executable, "-m", "hydration", "status"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = python_without_settings("-m", "hydration", "status")
     assert result.returncode == 2
     assert "DATAVERSE_URL is required" in result.stderr
     assert "HYDRATION_MANIFEST is required" in result.stderr

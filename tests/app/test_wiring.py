@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE
-from tests.functions import app_functions
+from tests.functions import app_functions, python_without_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -82,16 +79,8 @@ def test_host_json_processes_one_message_at_a_time_per_instance() -> None:
 
 def test_importing_the_app_reads_no_settings() -> None:
     """An exception at import makes the host load no functions: the import must work with no settings."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HYDRATION_", "DATAVERSE_"))}
-    code = "import function_app; print(len(function_app.app.get_functions()))"
-    result = subprocess.run(  # noqa: S603 - our own interpreter and a fixed program
-        [sys.executable, "-c", code],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = python_without_settings(
+        "-c", "import function_app; print(len(function_app.app.get_functions()))"
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "6"
