@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from .messages import RUN_ID
 from .planner import RequestError, RunRequest, Started, parse_request
 from .service import Services, services
 from .settings import SettingsError
@@ -101,6 +102,8 @@ def on_status_request(
     if not 1 <= limit <= 100:
         return _error(400, "limit must be between 1 and 100")
     run_id = params.get("run") or None
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        return _error(400, "run must be a run id such as 20261129T021500Z-1a2b3c4d")
     try:
         svc = services(env)
     except SettingsError as exc:

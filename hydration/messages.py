@@ -14,7 +14,7 @@ from typing import Any
 
 VERSION = 1
 KINDS = ("hydrate", "plan")
-_RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 MAX_TEXT = 4096
 
@@ -33,7 +33,7 @@ class TaskMessage:
     kind: str = "hydrate"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.run_id, str) or not _RUN_ID.fullmatch(self.run_id):
+        if not isinstance(self.run_id, str) or not RUN_ID.fullmatch(self.run_id):
             raise MessageError(f"invalid run id {self.run_id!r}"[:120])
         if not isinstance(self.table, str) or not _TABLE.fullmatch(self.table):
             raise MessageError(f"invalid table name {self.table!r}"[:120])

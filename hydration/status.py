@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from .checkpoints import Counters
+from .messages import RUN_ID
 from .state import StateStore, TaskRecord
 
 TASK_NAME = "CustomerId Backstamping Hydration"
@@ -93,7 +94,7 @@ def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
 def report(state: StateStore, *, limit: int = 10, run_id: str | None = None) -> dict[str, Any]:
     """The latest runs (or one run), newest first."""
     if run_id is not None:
-        record = state.run(run_id)
+        record = state.run(run_id) if RUN_ID.fullmatch(run_id) else None
         runs = [] if record is None else [record]
     else:
         runs = state.runs(limit=limit)

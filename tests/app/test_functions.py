@@ -139,6 +139,8 @@ def test_invalid_settings_answer_500_naming_them(
 def test_status_validates_its_parameters(host_env: dict[str, str]) -> None:
     assert get_status(limit="0")[0] == 400
     assert get_status(limit="x")[0] == 400
+    assert get_status(run="../../etc")[0] == 400
+    assert get_status(run="x" * 5000)[0] == 400
     assert get_status(run="20260101T000000Z-00000000")[0] == 404
     code, report = get_status()
     assert code == 200
