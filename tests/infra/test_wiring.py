@@ -14,6 +14,7 @@ import pytest
 
 from hydration.handlers import EVENT_TYPE
 from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME
+from tests.functions import app_functions
 from tests.infra.bicep import ROOT, app_settings, parse
 
 EXPECTED_FUNCTIONS = {"timer_tick", "unification_completed", "start_runs", "status", "worker", "poison"}
@@ -42,11 +43,7 @@ def binding_problems(bindings: Mapping[str, list[dict[str, Any]]], declared: Map
 
 @pytest.fixture(scope="module")
 def bindings() -> dict[str, list[dict[str, Any]]]:
-    function_app = pytest.importorskip("function_app")
-    return {
-        f.get_function_name(): json.loads(f.get_function_json())["bindings"]
-        for f in function_app.app.get_functions()
-    }
+    return {name: json.loads(f.get_function_json())["bindings"] for name, f in app_functions().items()}
 
 
 def test_the_functions_are_the_ones_the_deployment_expects(bindings: dict) -> None:
