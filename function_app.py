@@ -45,7 +45,10 @@ def start_runs(req: func.HttpRequest) -> func.HttpResponse:
 @app.function_name("status")
 @app.route(route="status", methods=["GET"])
 def status(req: func.HttpRequest) -> func.HttpResponse:
-    """``GET /api/status[?run=<id>][&limit=<n>]``: the latest runs and their tables as JSON."""
+    """``GET /api/status[?run=<id>][&limit=<n>][&format=html]``: the latest runs as JSON, or a page."""
+    if req.params.get("format") == "html":
+        code, page = handlers.on_status_page(dict(req.params))
+        return func.HttpResponse(page, status_code=code, mimetype="text/html")
     return _json(*handlers.on_status_request(dict(req.params)))
 
 

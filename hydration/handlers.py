@@ -7,6 +7,7 @@ answer (HTTP 500 naming the settings) or a logged error, not a host that silentl
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from .messages import RUN_ID
 from .planner import RequestError, RunRequest, Started, parse_request
 from .service import Services, services
 from .settings import SettingsError
-from .status import report
+from .status import render_html, report
 from .worker import Outcome
 
 log = logging.getLogger(__name__)
@@ -112,6 +113,14 @@ def on_status_request(
     if run_id is not None and not data["runs"]:
         return _error(404, f"no run {run_id[:60]!r}")
     return 200, data
+
+
+def on_status_page(params: Mapping[str, str], *, env: Mapping[str, str] | None = None) -> tuple[int, str]:
+    """``GET /api/status?format=html``: the same report as a small HTML page."""
+    status, data = on_status_request(params, env=env)
+    if status != 200:
+        return status, f"<!doctype html><title>{status}</title><p>{html.escape(str(data.get('error')))}</p>"
+    return status, render_html(data)
 
 
 def on_message(text: str | None, dequeue_count: int, svc: Services | None = None) -> Outcome:

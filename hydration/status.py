@@ -9,6 +9,7 @@ nothing eligible) keeps the status it was recorded with.
 from __future__ import annotations
 
 from datetime import datetime
+from html import escape
 from typing import Any
 
 from .checkpoints import Counters
@@ -124,3 +125,38 @@ def render(data: dict[str, Any]) -> str:
     if not lines:
         lines.append("no runs yet")
     return "\n".join(lines)
+
+
+_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:.5em 0 2em}}
+td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}}
+.Successful{{color:#107c10}}.Failed{{color:#a4262c}}.Skipped{{color:#605e5c}}.Running{{color:#0078d4}}</style>
+</head><body><h1>{title}</h1><p>{group}</p>{runs}</body></html>
+"""
+
+
+def render_html(data: dict[str, Any]) -> str:
+    """The report as a small self-contained HTML page (every value escaped: details can echo input)."""
+    parts: list[str] = []
+    for run in data["runs"]:
+        status = escape(str(run["status"]))
+        parts.append(
+            f'<h2>Run {escape(run["runId"])} <span class="{status}">{status}</span></h2>'
+            f"<p>trigger {escape(str(run['trigger']))}, started {escape(str(run['started']))}"
+            f"{', ended ' + escape(str(run['ended'])) if run['ended'] else ''}. {escape(run['details'])}</p>"
+            "<table><tr><th>table</th><th>status</th><th>written</th><th>already correct</th>"
+            "<th>cleared</th><th>throttled (s)</th><th>details</th></tr>"
+        )
+        for table in run["tables"]:
+            counts = table["counts"]
+            task_status = escape(str(table["status"]))
+            parts.append(
+                f'<tr><td>{escape(table["table"])}</td><td class="{task_status}">{task_status}</td>'
+                f"<td>{counts['written']:,}</td><td>{counts['already_correct']:,}</td><td>{counts['cleared']:,}</td>"
+                f"<td>{table['throttledSeconds']:.0f}</td><td>{escape(table['details'])}</td></tr>"
+            )
+        parts.append("</table>")
+    if not data["runs"]:
+        parts.append("<p>No runs yet.</p>")
+    return _PAGE.format(title=escape(TASK_NAME), group=escape(GROUP), runs="".join(parts))

@@ -19,6 +19,7 @@ from azure.functions.timer import TimerRequest
 from dataverse_emulator.client import EmulatorClient
 from hydration.handlers import EVENT_TYPE
 from hydration.messages import TaskMessage
+from hydration.planner import RunRequest
 from hydration.service import Services
 from hydration.status import GROUP, TASK_NAME
 from tests.functions import app_functions
@@ -134,6 +135,25 @@ def test_invalid_settings_answer_500_naming_them(
     assert any("HYDRATION_PAGE_SIZE" in p for p in answer["problems"])
     status, answer = get_status()
     assert status == 500
+
+
+def test_the_status_page_escapes_what_it_shows(host_env: dict[str, str], svc: Services) -> None:
+    planner = svc.planner()
+    planner.reject(RunRequest(trigger="event"), "not honoured: <script>alert(1)</script>")
+    request = func.HttpRequest(
+        method="GET", url="http://localhost/api/status", body=b"", params={"format": "html"}
+    )
+    response = function("status")(request)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_body().decode()
+    assert "CustomerId Backstamping Hydration" in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<script>" not in page
+    bad = func.HttpRequest(
+        method="GET", url="http://localhost/api/status", body=b"", params={"format": "html", "limit": "<b>"}
+    )
+    assert function("status")(bad).status_code == 400
 
 
 def test_status_validates_its_parameters(host_env: dict[str, str]) -> None:
