@@ -14,6 +14,7 @@ key-bounded page never skips a row whatever the server's paging does when its re
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -57,7 +58,7 @@ class LinkSettings:
     timeout; it always does at least one page. The checkpoint is saved after every page all the same."""
     step_pages: int | None = None
     """At most this many pages per step (``None``: only ``step_seconds`` bounds a step)."""
-    read_ahead: int = 1
+    read_ahead: int = 2
     """Pages read and decided while earlier pages' writes are still in flight (0: none)."""
     max_in_flight: int | None = MAX_IN_FLIGHT
     """Requests, reads included, one application user has in flight at most (``None``: follow the
@@ -108,6 +109,8 @@ class State:
     """Profiles that exist (id → partition id), at least every winner's."""
     winners: dict[str, tuple[Winner | None, bool]] = field(default_factory=dict)
     """Each named source row's winning mapping row, and whether its mapping rows disagree."""
+    next_page: list[dict[str, Any]] | None = None
+    """The next page's rows, when the batch carried its query (see ``Linker.page_part``)."""
 
 
 @dataclass
@@ -121,6 +124,8 @@ class Decision:
     """Source ids whose stale link is cleared (the reconcile)."""
     retry_phase: bool = False
     reconcile: bool = False
+    next_page: list[dict[str, Any]] | None = None
+    """The next page of the same phase, read in the same ``$batch`` (``None``: not read)."""
 
 
 class PendingWrites:
@@ -220,17 +225,35 @@ class Linker:
             terms.append(f"{MAPPING_KEY} gt {odata.normalize_guid(after)}")
         return " and ".join(terms)
 
-    def mapping_page(
-        self, *, start: datetime | None, end: datetime, after: str | None
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
-        options = {
+    def _mapping_options(self, start: datetime | None, end: datetime, after: str | None) -> dict[str, str]:
+        return {
             "$select": f"{MAPPING_KEY},{MAPPING_VALUE},_{MAPPING_LOOKUP}_value",
             "$filter": self.window_filter(start, end, after),
             "$orderby": f"{MAPPING_KEY} asc",
         }
-        rows = self._first_page(MAPPING_SET, options, kind="read_mapping")
-        return rows, len(rows) < self.settings.page_size
+
+    def mapping_page(
+        self, *, start: datetime | None, end: datetime, after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
+        rows = self._first_page(MAPPING_SET, self._mapping_options(start, end, after), kind="read_mapping")
+        return rows, self.is_last(rows)
+
+    def is_last(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """Whether a key-bounded page was the last one (it came back short)."""
+        return len(rows) < self.settings.page_size
+
+    def mapping_page_part(self, *, start: datetime | None, end: datetime, after: str) -> Part:
+        """The query of ``mapping_page`` as a ``$batch`` part, to read with the current page's state."""
+        return self._page_part(MAPPING_SET, self._mapping_options(start, end, after))
+
+    def linked_page_part(self, *, after: str) -> Part:
+        """The query of ``linked_page`` as a ``$batch`` part, to read with the current page's state."""
+        return self._page_part(self.target.table.entity_set, self._linked_options(after))
+
+    def _page_part(self, entity_set: str, options: dict[str, str]) -> Part:
+        prefer = {"Prefer": f"odata.maxpagesize={self.settings.page_size}"}
+        return Part("GET", _query(entity_set, options), None, prefer)
 
     def linked_page(self, *, after: str | None) -> tuple[list[dict[str, Any]], bool]:
         """One page of source rows that have a link, with keys after ``after`` (the reconcile).
@@ -238,17 +261,19 @@ class Linker:
         The rows carry their current link (and its partition id), so the reconcile need not read them
         again: its ``$batch`` reads only the mapping and the profiles.
         """
+        rows = self._first_page(self.target.table.entity_set, self._linked_options(after), kind="read_linked")
+        return rows, self.is_last(rows)
+
+    def _linked_options(self, after: str | None) -> dict[str, str]:
         key = self.target.table.primary_id
         terms = [f"{self._lookup_value} ne null"]
         if after is not None:
             terms.append(f"{key} gt {odata.normalize_guid(after)}")
-        options = {
+        return {
             "$select": ",".join(self._source_columns()),
             "$filter": " and ".join(terms),
             "$orderby": f"{key} asc",
         }
-        rows = self._first_page(self.target.table.entity_set, options, kind="read_linked")
-        return rows, len(rows) < self.settings.page_size
 
     def _source_columns(self) -> list[str]:
         columns = [self.target.table.primary_id, self._lookup_value]
@@ -274,16 +299,17 @@ class Linker:
             with self.pool.reading():
                 results = self.client.batch([p for _, p in chunk], kind="read_batch")
             for (label, _), result in zip(chunk, results, strict=True):
-                found.setdefault(label, []).extend(self._rows_of(result))
+                found.setdefault(label, []).extend(self._rows_of(result, follow=label != "next"))
         return found
 
-    def _rows_of(self, result: PartResult) -> list[dict[str, Any]]:
+    def _rows_of(self, result: PartResult, *, follow: bool = True) -> list[dict[str, Any]]:
+        """A part's rows, following its next links unless it is a key-bounded page (``follow``)."""
         if result.status >= 400:
             raise _part_error(result)
         payload = result.json()
         rows: list[dict[str, Any]] = list(payload.get("value", []))
         link = payload.get("@odata.nextLink")
-        if link:
+        if link and follow:
             for page, _ in self.client.pages("", params={}, page_size=5000, kind="read_more", start=link):
                 rows.extend(page)
         return rows
@@ -295,12 +321,15 @@ class Linker:
         later: str | None = None,
         likely_profiles: Sequence[str] = (),
         known_sources: Sequence[dict[str, Any]] | None = None,
+        next_page: Part | None = None,
     ) -> State:
         """Read, in one ``$batch``, what deciding these source rows needs (see ``State``).
 
         ``likely_profiles`` (the profiles the page's own mapping rows name) are read in the same batch;
         only winners naming other profiles (conflicts) cost a second one. ``known_sources`` are the
         source rows already read with their links (the reconcile's page): they are not read again.
+        ``next_page`` (the query of the phase's next page) rides in the same batch, so a page costs one
+        request instead of two.
         """
         key = self.target.table.primary_id
         select_source = self._source_columns()
@@ -323,6 +352,8 @@ class Linker:
                 parts.append(("later", Part("GET", _query(MAPPING_SET, options))))
         asked = sorted(set(likely_profiles))
         parts += self._profile_parts(asked)
+        if next_page is not None:
+            parts.append(("next", next_page))
         rows = self._batched_reads(parts)
         state = State(
             sources={
@@ -335,6 +366,7 @@ class Linker:
             profiles={
                 odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in rows.get("profile", [])
             },
+            next_page=rows.get("next", []) if next_page is not None else None,
         )
         by_source: dict[str, list[dict[str, Any]]] = {}
         for row in rows.get("mapping", []):
@@ -408,6 +440,7 @@ class Linker:
         retry_phase: bool = False,
         later: str | None = None,
         likely_profiles: Sequence[str] = (),
+        next_page: Part | None = None,
     ) -> Decision:
         """Read and decide the given source rows (the mapping and retry phases); write nothing yet.
 
@@ -416,7 +449,7 @@ class Linker:
         two pages whose writes are in flight together never write the same row.
         """
         result = StepResult()
-        state = self.read_state(source_ids, later=later, likely_profiles=likely_profiles)
+        state = self.read_state(source_ids, later=later, likely_profiles=likely_profiles, next_page=next_page)
         sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         counters: dict[str, int] = {}
@@ -449,16 +482,19 @@ class Linker:
                 continue
             writes.append((source_id, best.profile, profiles[best.profile]))
         result.counters = Counters(**counters)
-        return Decision(result, writes=writes, retry_phase=retry_phase)
+        return Decision(result, writes=writes, retry_phase=retry_phase, next_page=state.next_page)
 
-    def submit(self, decision: Decision) -> PendingWrites:
-        """Submit a decision's writes and clears to the write pool (nothing in plan mode); do not wait."""
+    def submit(self, decision: Decision, *, stop: threading.Event | None = None) -> PendingWrites:
+        """Submit a decision's writes and clears to the write pool (nothing in plan mode); do not wait.
+
+        ``stop`` is shared by a step's pages: the first failed write stops the step's unsent ones.
+        """
         writes = clears = None
         if not self.settings.plan:
             if decision.writes:
-                writes = self.pool.submit(decision.writes, self._write_chunk)
+                writes = self.pool.submit(decision.writes, self._write_chunk, stop=stop)
             if decision.clears and self.settings.clear_stale:
-                clears = self.pool.submit(decision.clears, self._clear_chunk)
+                clears = self.pool.submit(decision.clears, self._clear_chunk, stop=stop)
         return PendingWrites(decision, writes, clears, clear_stale=self.settings.clear_stale)
 
     def _is_current(self, row: dict[str, Any], profile: str, partition: str | None) -> bool:
@@ -542,7 +578,7 @@ class Linker:
         """Check linked rows against the mapping, fix wrong links and clear stale ones, and wait."""
         return self.submit(self.decide_reconcile(rows)).result()
 
-    def decide_reconcile(self, rows: Sequence[dict[str, Any]]) -> Decision:
+    def decide_reconcile(self, rows: Sequence[dict[str, Any]], *, next_page: Part | None = None) -> Decision:
         """Decide a page of linked source rows (as ``linked_page`` returns them); write nothing yet.
 
         Wrong links are to be fixed, stale ones (mapping row or profile gone) cleared or counted.
@@ -551,7 +587,7 @@ class Linker:
         source_ids = [odata.normalize_guid(r[key]) for r in rows]
         current = [p for r in rows if (p := odata.try_guid(r.get(self._lookup_value)))]
         result = StepResult()
-        state = self.read_state(source_ids, likely_profiles=current, known_sources=rows)
+        state = self.read_state(source_ids, likely_profiles=current, known_sources=rows, next_page=next_page)
         sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         stale: list[str] = []
@@ -567,7 +603,7 @@ class Linker:
             elif not self._is_current(row, best.profile, profiles[best.profile]):
                 writes.append((source_id, best.profile, profiles[best.profile]))
         result.counters = Counters(stale=len(stale))
-        return Decision(result, writes=writes, clears=stale, reconcile=True)
+        return Decision(result, writes=writes, clears=stale, reconcile=True, next_page=state.next_page)
 
 
 def _part_error(result: PartResult) -> Exception:

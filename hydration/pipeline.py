@@ -24,11 +24,13 @@ Intermediate saves keep the step number (``checkpoints.page_done``); the last pa
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from typing import Any
 
 from .checkpoints import Checkpoint, Counters, finish_pass, mapping_done, page_done
 from .dataverse import odata
@@ -55,6 +57,28 @@ class Page:
     """Whether the page's rows leave the retry list when they no longer need a retry (the retry phase)."""
     final: bool = False
 
+    @property
+    def next(self) -> Prefetched | None:
+        """The next page of the same phase, when this page's ``$batch`` read it."""
+        if self.pending is None or self.pending.decision.next_page is None:
+            return None
+        return Prefetched(self.after.phase, self.after.cursor, self.pending.decision.next_page)
+
+
+@dataclass(frozen=True)
+class Prefetched:
+    """Rows of a phase's page after ``cursor``, read ahead in the previous page's ``$batch``."""
+
+    phase: str
+    cursor: str | None
+    rows: list[dict[str, Any]]
+
+    def rows_for(self, checkpoint: Checkpoint) -> list[dict[str, Any]] | None:
+        """The rows, if they are the page ``checkpoint`` is at."""
+        if self.phase == checkpoint.phase and self.cursor == checkpoint.cursor:
+            return self.rows
+        return None
+
 
 class StepPipeline:
     """Runs the pages of one step for one table's pass."""
@@ -77,6 +101,8 @@ class StepPipeline:
         self._record = record
         self._clock = clock
         self._monotonic = monotonic
+        self._stop = threading.Event()
+        """Set by the first failed write of the step: none of its writes is sent after it."""
 
     def run(
         self, checkpoint: Checkpoint, etag: str, finalize: Callable[[Checkpoint], Checkpoint]
@@ -92,9 +118,11 @@ class StepPipeline:
         pending: deque[Page] = deque()
         planned, committed = checkpoint, checkpoint
         pages = 0
+        prefetched: Prefetched | None = None
         try:
             while True:
-                page = self._read(planned)
+                page = self._read(planned, prefetched)
+                prefetched = page.next
                 pending.append(page)
                 pages += 1
                 planned = page.after
@@ -128,14 +156,18 @@ class StepPipeline:
             saved = finalize(saved)
         return saved, self.state.save_checkpoint(saved, etag, plan=self.plan)
 
-    def _read(self, checkpoint: Checkpoint) -> Page:
-        """Read and decide the next page of the checkpoint's phase, and submit its writes."""
+    def _read(self, checkpoint: Checkpoint, prefetched: Prefetched | None) -> Page:
+        """Read and decide the next page of the checkpoint's phase, and submit its writes.
+
+        The page's rows come from ``prefetched`` when the previous page's ``$batch`` read them, and
+        this page's ``$batch`` reads the next page's in turn: a page then costs one request.
+        """
         linker, size, now = self.linker, self.settings.page_size, self._clock()
         if checkpoint.phase == "retry":
             entries = self.state.retry_entries(checkpoint.table, after=checkpoint.retry_cursor, limit=size)
             if entries:
                 ids = [key for key, _ in entries]
-                pending = linker.submit(linker.decide_rows(ids, retry_phase=True))
+                pending = linker.submit(linker.decide_rows(ids, retry_phase=True), stop=self._stop)
                 after = page_done(
                     checkpoint,
                     phase="retry" if len(entries) >= size else "mapping",
@@ -147,12 +179,21 @@ class StepPipeline:
                 return Page("retry", after, Counters(pages=1, rows_read=len(ids)), pending, resolve=True)
             checkpoint = replace(checkpoint, phase="mapping")
         if checkpoint.phase == "mapping":
-            return self._mapping_page(checkpoint, now)
+            return self._mapping_page(checkpoint, now, prefetched)
         if checkpoint.phase == "reconcile":
-            rows, last = linker.linked_page(after=checkpoint.cursor)
+            rows = prefetched.rows_for(checkpoint) if prefetched is not None else None
+            if rows is None:
+                rows, last = linker.linked_page(after=checkpoint.cursor)
+            else:
+                last = linker.is_last(rows)
             key = linker.target.table.primary_id
-            writes = linker.submit(linker.decide_reconcile(rows)) if rows else None
             cursor = odata.normalize_guid(rows[-1][key]) if rows else checkpoint.cursor
+            following = linker.linked_page_part(after=cursor) if rows and not last and cursor else None
+            writes = (
+                linker.submit(linker.decide_reconcile(rows, next_page=following), stop=self._stop)
+                if rows
+                else None
+            )
             after = page_done(
                 checkpoint, phase="reconcile", cursor=cursor, retry_cursor=None, counters=Counters(), now=now
             )
@@ -161,22 +202,26 @@ class StepPipeline:
             return Page("reconcile", after, Counters(pages=1, rows_read=len(rows)), writes, resolve=False)
         raise FatalError(f"the checkpoint of {checkpoint.table} is in an unknown phase {checkpoint.phase!r}")
 
-    def _mapping_page(self, checkpoint: Checkpoint, now: datetime) -> Page:
+    def _mapping_page(self, checkpoint: Checkpoint, now: datetime, prefetched: Prefetched | None) -> Page:
         linker = self.linker
-        assert checkpoint.window_end is not None
-        rows, last = linker.mapping_page(
-            start=checkpoint.window_start, end=checkpoint.window_end, after=checkpoint.cursor
-        )
+        start, end = checkpoint.window_start, checkpoint.window_end
+        assert end is not None
+        rows = prefetched.rows_for(checkpoint) if prefetched is not None else None
+        if rows is None:
+            rows, last = linker.mapping_page(start=start, end=end, after=checkpoint.cursor)
+        else:
+            last = linker.is_last(rows)
         ids, invalid = source_ids(rows)
-        later = None
+        later = following = None
         if rows and not last:
-            later = linker.window_filter(
-                checkpoint.window_start, checkpoint.window_end, rows[-1]["msdynci_alternatekeyid"]
-            )
+            last_key = str(rows[-1]["msdynci_alternatekeyid"])
+            later = linker.window_filter(start, end, last_key)
+            following = linker.mapping_page_part(start=start, end=end, after=last_key)
         likely = [p for r in rows if (p := odata.try_guid(r.get("_msdynci_lookupfield_customer_value")))]
         pending: PendingWrites | None = None
         if ids:
-            pending = linker.submit(linker.decide_rows(ids, later=later, likely_profiles=likely))
+            decision = linker.decide_rows(ids, later=later, likely_profiles=likely, next_page=following)
+            pending = linker.submit(decision, stop=self._stop)
         read = Counters(pages=1, rows_read=len(rows), invalid_keys=invalid)
         cursor = rows[-1]["msdynci_alternatekeyid"] if rows else checkpoint.cursor
         if not last:

@@ -121,9 +121,9 @@ class WritePool:
             return self._limits[index]
 
     def _free(self, index: int, *, reader: bool) -> bool:
-        if self._in_flight[index] >= self.limit(index).limit:
-            return False
-        return reader or self._readers_waiting[index] == 0
+        if reader:  # a read borrows the next slot to free rather than wait for it (see ``reading``)
+            return self._in_flight[index] <= self.limit(index).limit
+        return self._in_flight[index] < self.limit(index).limit and self._readers_waiting[index] == 0
 
     def _acquire_write(self) -> int:
         """Wait for this chunk's turn and a free slot; return the least busy user's index."""
@@ -178,10 +178,18 @@ class WritePool:
             return self._executor
 
     def submit(
-        self, items: Sequence[T], send: Callable[[DataverseClient, Sequence[T]], set[str]]
+        self,
+        items: Sequence[T],
+        send: Callable[[DataverseClient, Sequence[T]], set[str]],
+        *,
+        stop: threading.Event | None = None,
     ) -> Submission[T]:
-        """Queue ``items`` in chunks over the pool and return at once; see ``Submission``."""
-        cancelled = threading.Event()
+        """Queue ``items`` in chunks over the pool and return at once; see ``Submission``.
+
+        ``stop``, shared by the submissions of one step, is set by the first chunk that fails: no
+        chunk of that step is sent after it (the step stops at the error and is redone later).
+        """
+        cancelled = stop or threading.Event()
         chunks = self.chunks(items)
         if not chunks:
             return Submission([], cancelled)
@@ -211,7 +219,7 @@ class WritePool:
             try:
                 failed = send(client, chunk)
             except BaseException as exc:
-                cancelled.set()  # the step stops at this error: the submission's other chunks are not sent
+                cancelled.set()  # the step stops at this error: its chunks not yet sent are not sent
                 if isinstance(exc, ThrottledError):
                     limit.throttled()
                 raise
