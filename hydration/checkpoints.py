@@ -162,6 +162,28 @@ def step_done(
     )
 
 
+def page_done(
+    checkpoint: Checkpoint,
+    *,
+    phase: str,
+    cursor: str | None,
+    retry_cursor: str | None,
+    counters: Counters,
+    now: datetime,
+) -> Checkpoint:
+    """The checkpoint after one page of a step that goes on: as ``step_done``, the step number unchanged.
+
+    A step may cover several pages and saves the checkpoint after each; a redelivery of its message
+    claims the same step number and resumes after the last saved page.
+    """
+    return replace(
+        step_done(
+            checkpoint, phase=phase, cursor=cursor, retry_cursor=retry_cursor, counters=counters, now=now
+        ),
+        seq=checkpoint.seq,
+    )
+
+
 def mapping_done(checkpoint: Checkpoint) -> Checkpoint:
     """The mapping window is fully read: the watermark moves to the window's end."""
     return replace(checkpoint, watermark=checkpoint.window_end)

@@ -14,6 +14,7 @@ key-bounded page never skips a row whatever the server's paging does when its re
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +27,7 @@ from .dataverse.batch import Part, PartResult
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, NotFoundError, RequestError, TransientError
 from .dataverse.metadata import LookupInfo, TableInfo
-from .writers import WritePool
+from .writers import MAX_IN_FLIGHT, Submission, WritePool
 
 MAPPING_SET = "msdynci_alternatekeys"
 MAPPING_KEY = "msdynci_alternatekeyid"
@@ -52,6 +53,16 @@ class LinkSettings:
     """Dry run: read and diff, write nothing."""
     clear_stale: bool = True
     """In the reconcile, clear links whose mapping is gone (``HYDRATION_STALE_LINKS=clear``), else report."""
+    step_seconds: float = 120.0
+    """A step (one queue message) starts no new page after this many seconds, well inside the Functions
+    timeout; it always does at least one page. The checkpoint is saved after every page all the same."""
+    step_pages: int | None = None
+    """At most this many pages per step (``None``: only ``step_seconds`` bounds a step)."""
+    read_ahead: int = 2
+    """Pages read and decided while earlier pages' writes are still in flight (0: none)."""
+    max_in_flight: int | None = MAX_IN_FLIGHT
+    """Requests, reads included, one application user has in flight at most (``None``: follow the
+    server's ``x-ms-dop-hint``); ``parallelism``, when set, replaces it."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +109,71 @@ class State:
     """Profiles that exist (id → partition id), at least every winner's."""
     winners: dict[str, tuple[Winner | None, bool]] = field(default_factory=dict)
     """Each named source row's winning mapping row, and whether its mapping rows disagree."""
+    next_page: list[dict[str, Any]] | None = None
+    """The next page's rows, when the batch carried its query (see ``Linker.page_part``)."""
+
+
+@dataclass
+class Decision:
+    """What reading a set of source rows decided: the writes and clears to make, and what it counted."""
+
+    result: StepResult
+    writes: list[tuple[str, str, str | None]] = field(default_factory=list)
+    """(source id, profile, partition id) to bind."""
+    clears: list[str] = field(default_factory=list)
+    """Source ids whose stale link is cleared (the reconcile)."""
+    retry_phase: bool = False
+    reconcile: bool = False
+    next_page: list[dict[str, Any]] | None = None
+    """The next page of the same phase, read in the same ``$batch`` (``None``: not read)."""
+
+
+class PendingWrites:
+    """A decision's writes and clears, submitted to the write pool; ``result`` waits for them to land."""
+
+    def __init__(
+        self,
+        decision: Decision,
+        writes: Submission[tuple[str, str, str | None]] | None,
+        clears: Submission[str] | None,
+        *,
+        clear_stale: bool,
+    ) -> None:
+        self.decision = decision
+        self._writes = writes
+        self._clears = clears
+        self._clear_stale = clear_stale
+
+    def done(self) -> bool:
+        """Whether every request has landed."""
+        return all(s is None or s.done() for s in (self._writes, self._clears))
+
+    def cancel(self) -> None:
+        """Send nothing more and wait for what is in flight (the step is being abandoned)."""
+        for submission in (self._writes, self._clears):
+            if submission is not None:
+                submission.cancel()
+
+    def result(self) -> StepResult:
+        """Wait for the writes, then the decision's result with what was written, cleared and failed."""
+        try:
+            failed = self._writes.result() if self._writes is not None else set()
+            cleared_failed = self._clears.result() if self._clears is not None else set()
+        except BaseException:
+            self.cancel()
+            raise
+        decision, result = self.decision, self.decision.result
+        for source_id in failed | cleared_failed:
+            result.resolved.discard(source_id)
+            result.retries[source_id] = ("the write failed", None)
+        written = len(decision.writes) - len(failed)
+        extra = Counters(written=written, failed=len(failed) + len(cleared_failed))
+        if decision.retry_phase:
+            extra = extra + Counters(retried_ok=written)
+        if decision.reconcile and self._clear_stale:
+            extra = extra + Counters(cleared=len(decision.clears) - len(cleared_failed))
+        result.counters = result.counters + extra
+        return result
 
 
 def _query(entity_set: str, options: dict[str, str]) -> str:
@@ -130,7 +206,10 @@ class Linker:
         self.target = target
         self.settings = settings
         self.pool = pool or WritePool(
-            [client], batch_size=settings.write_batch, parallelism=settings.parallelism
+            [client],
+            batch_size=settings.write_batch,
+            parallelism=settings.parallelism,
+            max_in_flight=settings.max_in_flight,
         )
         self._now = now
         self._lookup_value = odata.lookup_value(target.lookup.attribute)
@@ -146,32 +225,67 @@ class Linker:
             terms.append(f"{MAPPING_KEY} gt {odata.normalize_guid(after)}")
         return " and ".join(terms)
 
-    def mapping_page(
-        self, *, start: datetime | None, end: datetime, after: str | None
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
-        options = {
+    def _mapping_options(self, start: datetime | None, end: datetime, after: str | None) -> dict[str, str]:
+        return {
             "$select": f"{MAPPING_KEY},{MAPPING_VALUE},_{MAPPING_LOOKUP}_value",
             "$filter": self.window_filter(start, end, after),
             "$orderby": f"{MAPPING_KEY} asc",
         }
-        rows = self._first_page(MAPPING_SET, options, kind="read_mapping")
-        return rows, len(rows) < self.settings.page_size
+
+    def mapping_page(
+        self, *, start: datetime | None, end: datetime, after: str | None
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """One page of the window's mapping rows with keys after ``after``, and whether it was the last."""
+        rows = self._first_page(MAPPING_SET, self._mapping_options(start, end, after), kind="read_mapping")
+        return rows, self.is_last(rows)
+
+    def is_last(self, rows: Sequence[dict[str, Any]]) -> bool:
+        """Whether a key-bounded page was the last one (it came back short)."""
+        return len(rows) < self.settings.page_size
+
+    def mapping_page_part(self, *, start: datetime | None, end: datetime, after: str) -> Part:
+        """The query of ``mapping_page`` as a ``$batch`` part, to read with the current page's state."""
+        return self._page_part(MAPPING_SET, self._mapping_options(start, end, after))
+
+    def linked_page_part(self, *, after: str) -> Part:
+        """The query of ``linked_page`` as a ``$batch`` part, to read with the current page's state."""
+        return self._page_part(self.target.table.entity_set, self._linked_options(after))
+
+    def _page_part(self, entity_set: str, options: dict[str, str]) -> Part:
+        prefer = {"Prefer": f"odata.maxpagesize={self.settings.page_size}"}
+        return Part("GET", _query(entity_set, options), None, prefer)
 
     def linked_page(self, *, after: str | None) -> tuple[list[dict[str, Any]], bool]:
-        """One page of source rows that have a link, with keys after ``after`` (the reconcile)."""
+        """One page of source rows that have a link, with keys after ``after`` (the reconcile).
+
+        The rows carry their current link (and its partition id), so the reconcile need not read them
+        again: its ``$batch`` reads only the mapping and the profiles.
+        """
+        rows = self._first_page(self.target.table.entity_set, self._linked_options(after), kind="read_linked")
+        return rows, self.is_last(rows)
+
+    def _linked_options(self, after: str | None) -> dict[str, str]:
         key = self.target.table.primary_id
         terms = [f"{self._lookup_value} ne null"]
         if after is not None:
             terms.append(f"{key} gt {odata.normalize_guid(after)}")
-        options = {"$select": key, "$filter": " and ".join(terms), "$orderby": f"{key} asc"}
-        rows = self._first_page(self.target.table.entity_set, options, kind="read_linked")
-        return rows, len(rows) < self.settings.page_size
+        return {
+            "$select": ",".join(self._source_columns()),
+            "$filter": " and ".join(terms),
+            "$orderby": f"{key} asc",
+        }
+
+    def _source_columns(self) -> list[str]:
+        columns = [self.target.table.primary_id, self._lookup_value]
+        if self.target.lookup.partition_column:
+            columns.append(self.target.lookup.partition_column)
+        return columns
 
     def _first_page(self, entity_set: str, options: dict[str, str], *, kind: str) -> list[dict[str, Any]]:
-        payload = self.client.get_json(
-            _query(entity_set, options), kind=kind, Prefer=f"odata.maxpagesize={self.settings.page_size}"
-        )
+        with self.pool.reading():
+            payload = self.client.get_json(
+                _query(entity_set, options), kind=kind, Prefer=f"odata.maxpagesize={self.settings.page_size}"
+            )
         rows = payload.get("value") if isinstance(payload, dict) else None
         if not isinstance(rows, list):
             raise TransientError(f"the answer to {kind} has no 'value' list")
@@ -182,40 +296,50 @@ class Linker:
         found: dict[str, list[dict[str, Any]]] = {}
         for start in range(0, len(parts), 1000):
             chunk = parts[start : start + 1000]
-            results = self.client.batch([p for _, p in chunk], kind="read_batch")
+            with self.pool.reading():
+                results = self.client.batch([p for _, p in chunk], kind="read_batch")
             for (label, _), result in zip(chunk, results, strict=True):
-                found.setdefault(label, []).extend(self._rows_of(result))
+                found.setdefault(label, []).extend(self._rows_of(result, follow=label != "next"))
         return found
 
-    def _rows_of(self, result: PartResult) -> list[dict[str, Any]]:
+    def _rows_of(self, result: PartResult, *, follow: bool = True) -> list[dict[str, Any]]:
+        """A part's rows, following its next links unless it is a key-bounded page (``follow``)."""
         if result.status >= 400:
             raise _part_error(result)
         payload = result.json()
         rows: list[dict[str, Any]] = list(payload.get("value", []))
         link = payload.get("@odata.nextLink")
-        if link:
+        if link and follow:
             for page, _ in self.client.pages("", params={}, page_size=5000, kind="read_more", start=link):
                 rows.extend(page)
         return rows
 
     def read_state(
-        self, source_ids: Sequence[str], *, later: str | None = None, likely_profiles: Sequence[str] = ()
+        self,
+        source_ids: Sequence[str],
+        *,
+        later: str | None = None,
+        likely_profiles: Sequence[str] = (),
+        known_sources: Sequence[dict[str, Any]] | None = None,
+        next_page: Part | None = None,
     ) -> State:
         """Read, in one ``$batch``, what deciding these source rows needs (see ``State``).
 
         ``likely_profiles`` (the profiles the page's own mapping rows name) are read in the same batch;
-        only winners naming other profiles (conflicts) cost a second one.
+        only winners naming other profiles (conflicts) cost a second one. ``known_sources`` are the
+        source rows already read with their links (the reconcile's page): they are not read again.
+        ``next_page`` (the query of the phase's next page) rides in the same batch, so a page costs one
+        request instead of two.
         """
         key = self.target.table.primary_id
-        select_source = [key, self._lookup_value]
-        if self.target.lookup.partition_column:
-            select_source.append(self.target.lookup.partition_column)
+        select_source = self._source_columns()
         select_mapping = [MAPPING_KEY, MAPPING_VALUE, f"_{MAPPING_LOOKUP}_value", "modifiedon"]
         parts: list[tuple[str, Part]] = []
         for start in range(0, len(source_ids), self.settings.read_chunk):
             chunk = source_ids[start : start + self.settings.read_chunk]
-            options = {"$select": ",".join(select_source), "$filter": odata.in_filter(key, chunk)}
-            parts.append(("source", Part("GET", _query(self.target.table.entity_set, options))))
+            if known_sources is None:
+                options = {"$select": ",".join(select_source), "$filter": odata.in_filter(key, chunk)}
+                parts.append(("source", Part("GET", _query(self.target.table.entity_set, options))))
             values = ",".join(odata.string(v) for v in chunk)
             named = f"Microsoft.Dynamics.CRM.In(PropertyName='{MAPPING_VALUE}',PropertyValues=[{values}])"
             options = {
@@ -228,15 +352,21 @@ class Linker:
                 parts.append(("later", Part("GET", _query(MAPPING_SET, options))))
         asked = sorted(set(likely_profiles))
         parts += self._profile_parts(asked)
+        if next_page is not None:
+            parts.append(("next", next_page))
         rows = self._batched_reads(parts)
         state = State(
-            sources={odata.normalize_guid(r[key]): r for r in rows.get("source", [])},
+            sources={
+                odata.normalize_guid(r[key]): r
+                for r in (rows.get("source", []) if known_sources is None else known_sources)
+            },
             deferred={
                 v for r in rows.get("later", []) if (v := odata.try_guid(r.get(MAPPING_VALUE))) is not None
             },
             profiles={
                 odata.normalize_guid(r[PROFILE_KEY]): r.get("partitionid") for r in rows.get("profile", [])
             },
+            next_page=rows.get("next", []) if next_page is not None else None,
         )
         by_source: dict[str, list[dict[str, Any]]] = {}
         for row in rows.get("mapping", []):
@@ -297,13 +427,29 @@ class Linker:
         later: str | None = None,
         likely_profiles: Sequence[str] = (),
     ) -> StepResult:
-        """Bring the given source rows' links in line with the mapping (the mapping and retry phases).
+        """Bring the given source rows' links in line with the mapping, and wait for the writes."""
+        decision = self.decide_rows(
+            source_ids, retry_phase=retry_phase, later=later, likely_profiles=likely_profiles
+        )
+        return self.submit(decision).result()
+
+    def decide_rows(
+        self,
+        source_ids: Sequence[str],
+        *,
+        retry_phase: bool = False,
+        later: str | None = None,
+        likely_profiles: Sequence[str] = (),
+        next_page: Part | None = None,
+    ) -> Decision:
+        """Read and decide the given source rows (the mapping and retry phases); write nothing yet.
 
         A source row named again by a later page of the same window is left to that page, so each row
-        is decided once per pass: a dry run then counts exactly the writes the real pass makes.
+        is decided once per pass: a dry run then counts exactly the writes the real pass makes, and
+        two pages whose writes are in flight together never write the same row.
         """
         result = StepResult()
-        state = self.read_state(source_ids, later=later, likely_profiles=likely_profiles)
+        state = self.read_state(source_ids, later=later, likely_profiles=likely_profiles, next_page=next_page)
         sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         counters: dict[str, int] = {}
@@ -335,16 +481,21 @@ class Linker:
                     count("retried_ok")
                 continue
             writes.append((source_id, best.profile, profiles[best.profile]))
-        failed = self.write(writes)
-        for source_id in failed:
-            result.resolved.discard(source_id)
-            result.retries[source_id] = ("the write failed", None)
-        count("written", len(writes) - len(failed))
-        count("failed", len(failed))
-        if retry_phase:
-            count("retried_ok", len(writes) - len(failed))
         result.counters = Counters(**counters)
-        return result
+        return Decision(result, writes=writes, retry_phase=retry_phase, next_page=state.next_page)
+
+    def submit(self, decision: Decision, *, stop: threading.Event | None = None) -> PendingWrites:
+        """Submit a decision's writes and clears to the write pool (nothing in plan mode); do not wait.
+
+        ``stop`` is shared by a step's pages: the first failed write stops the step's unsent ones.
+        """
+        writes = clears = None
+        if not self.settings.plan:
+            if decision.writes:
+                writes = self.pool.submit(decision.writes, self._write_chunk, stop=stop)
+            if decision.clears and self.settings.clear_stale:
+                clears = self.pool.submit(decision.clears, self._clear_chunk, stop=stop)
+        return PendingWrites(decision, writes, clears, clear_stale=self.settings.clear_stale)
 
     def _is_current(self, row: dict[str, Any], profile: str, partition: str | None) -> bool:
         current = odata.try_guid(row.get(self._lookup_value))
@@ -410,29 +561,33 @@ class Linker:
         """Clear links (``DELETE .../<nav>/$ref`` in ``$batch``); return the ids that failed."""
         if self.settings.plan or not source_ids:
             return set()
+        return self.pool.run(source_ids, self._clear_chunk)
+
+    def _clear_chunk(self, client: DataverseClient, chunk: Sequence[str]) -> set[str]:
         nav = self.target.lookup.navigation_property
-        failed: set[str] = set()
-        for start in range(0, len(source_ids), self.settings.write_batch):
-            chunk = source_ids[start : start + self.settings.write_batch]
-            parts = [
-                Part(
-                    "DELETE",
-                    f"{self.target.table.entity_set}({s})/{nav}/$ref",
-                    None,
-                    self.client.write_headers(),
-                )
-                for s in chunk
-            ]
-            results = self.client.batch(parts, kind="clear_batch")
-            failed |= {s for s, r in zip(chunk, results, strict=True) if r.status >= 300 and r.status != 404}
-        return failed
+        parts = [
+            Part("DELETE", f"{self.target.table.entity_set}({s})/{nav}/$ref", None, client.write_headers())
+            for s in chunk
+        ]
+        results = client.batch(parts, kind="clear_batch")
+        return {s for s, r in zip(chunk, results, strict=True) if r.status >= 300 and r.status != 404}
 
     # -- reconcile ----------------------------------------------------------------------------
 
-    def reconcile(self, source_ids: Sequence[str]) -> StepResult:
-        """Check linked rows against the mapping: fix wrong links, clear (or count) stale ones."""
+    def reconcile(self, rows: Sequence[dict[str, Any]]) -> StepResult:
+        """Check linked rows against the mapping, fix wrong links and clear stale ones, and wait."""
+        return self.submit(self.decide_reconcile(rows)).result()
+
+    def decide_reconcile(self, rows: Sequence[dict[str, Any]], *, next_page: Part | None = None) -> Decision:
+        """Decide a page of linked source rows (as ``linked_page`` returns them); write nothing yet.
+
+        Wrong links are to be fixed, stale ones (mapping row or profile gone) cleared or counted.
+        """
+        key = self.target.table.primary_id
+        source_ids = [odata.normalize_guid(r[key]) for r in rows]
+        current = [p for r in rows if (p := odata.try_guid(r.get(self._lookup_value)))]
         result = StepResult()
-        state = self.read_state(source_ids)
+        state = self.read_state(source_ids, likely_profiles=current, known_sources=rows, next_page=next_page)
         sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         stale: list[str] = []
@@ -447,17 +602,8 @@ class Linker:
                 result.retries[source_id] = ("the profile does not exist yet", best.profile)
             elif not self._is_current(row, best.profile, profiles[best.profile]):
                 writes.append((source_id, best.profile, profiles[best.profile]))
-        failed = self.write(writes)
-        cleared_failed = self.clear(stale) if self.settings.clear_stale else set()
-        for source_id in failed | cleared_failed:
-            result.retries[source_id] = ("the write failed", None)
-        result.counters = Counters(
-            written=len(writes) - len(failed),
-            stale=len(stale),
-            cleared=(len(stale) - len(cleared_failed)) if self.settings.clear_stale else 0,
-            failed=len(failed) + len(cleared_failed),
-        )
-        return result
+        result.counters = Counters(stale=len(stale))
+        return Decision(result, writes=writes, clears=stale, reconcile=True, next_page=state.next_page)
 
 
 def _part_error(result: PartResult) -> Exception:

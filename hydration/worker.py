@@ -31,12 +31,9 @@ from enum import Enum
 from .checkpoints import (
     Checkpoint,
     Counters,
-    finish_pass,
     full_pass_reason,
     lease_expired,
-    mapping_done,
     start_pass,
-    step_done,
     window_end,
 )
 from .dataverse import odata
@@ -45,6 +42,7 @@ from .dataverse.errors import FatalError, ThrottledError
 from .dataverse.metadata import LookupSpec, Metadata
 from .linking import Linker, LinkSettings, StepResult, Target
 from .messages import MessageError, TaskMessage
+from .pipeline import StepPipeline
 from .state import StateStore, TaskRecord
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
@@ -242,6 +240,7 @@ class Worker:
                 max_batch=max(settings.write_batch, 1000),
                 min_batch=min(settings.write_batch, 50),
                 parallelism=settings.parallelism,
+                max_in_flight=settings.max_in_flight,
             )
         return Linker(self.client, target, settings, now=self._clock, pool=self._pool)
 
@@ -279,22 +278,37 @@ class Worker:
         except ConflictError:
             return Outcome.DUPLICATE
         linker = self._linker(task, plan)
-        checkpoint = self._run_phase(linker, checkpoint, plan=plan, now=now)
-        if not checkpoint.active and checkpoint.rerun_requested and not plan:
-            end = window_end(self.client.server_now(max_age=0), self.settings.settle)
-            checkpoint = start_pass(
-                checkpoint,
-                run_id=message.run_id,
-                owner=self.settings.owner,
-                now=now,
-                end=end,
-                full=False,
-                seq=checkpoint.seq,
-            )
-            checkpoint = replace(checkpoint, sent_seq=checkpoint.seq - 1)
-        try:
-            etag = self.state.save_checkpoint(checkpoint, etag, plan=plan)
-        except ConflictError:
+
+        def finalize(last: Checkpoint) -> Checkpoint:
+            """The step's end: the next step number, and a requested rerun's incremental pass."""
+            last = replace(last, seq=last.seq + 1)
+            if not last.active and last.rerun_requested and not plan:
+                end = window_end(self.client.server_now(max_age=0), self.settings.settle)
+                last = start_pass(
+                    last,
+                    run_id=message.run_id,
+                    owner=self.settings.owner,
+                    now=now,
+                    end=end,
+                    full=False,
+                    seq=last.seq,
+                )
+                last = replace(last, sent_seq=last.seq - 1)
+            return last
+
+        def record(result: StepResult, resolve: bool) -> None:
+            self._record_retries(checkpoint.table, result, plan=plan, now=now, resolve=resolve)
+
+        pipeline = StepPipeline(
+            linker=linker,
+            state=self.state,
+            settings=linker.settings,
+            plan=plan,
+            record=record,
+            clock=self._clock,
+        )
+        done = pipeline.run(checkpoint, etag, finalize)
+        if done is None:
             log.warning(
                 "run %s table %s step %d: the checkpoint moved meanwhile; stopping this copy",
                 message.run_id,
@@ -302,75 +316,13 @@ class Worker:
                 message.seq,
             )
             return Outcome.DUPLICATE
+        checkpoint, etag = done
         self.state.update_task(message.run_id, message.table, counters=checkpoint.counters.to_dict())
         if checkpoint.active:
             self._send_continuation(message, checkpoint, etag)
         else:
             self._finish_task(message, checkpoint)
         return Outcome.DONE
-
-    def _run_phase(self, linker: Linker, checkpoint: Checkpoint, *, plan: bool, now: datetime) -> Checkpoint:
-        """Do the work of the checkpoint's phase; return the checkpoint after it."""
-        page = self.settings.link.page_size
-        if checkpoint.phase == "retry":
-            entries = self.state.retry_entries(checkpoint.table, after=checkpoint.retry_cursor, limit=page)
-            if entries:
-                ids = [key for key, _ in entries]
-                result = linker.link_rows(ids, retry_phase=True)
-                self._record_retries(checkpoint.table, result, plan=plan, now=now, resolve=True)
-                counters = result.counters + Counters(pages=1, rows_read=len(ids))
-                phase = "retry" if len(entries) >= page else "mapping"
-                return step_done(
-                    checkpoint, phase=phase, cursor=None, retry_cursor=ids[-1], counters=counters, now=now
-                )
-            checkpoint = replace(checkpoint, phase="mapping")
-        if checkpoint.phase == "mapping":
-            assert checkpoint.window_end is not None
-            rows, last = linker.mapping_page(
-                start=checkpoint.window_start, end=checkpoint.window_end, after=checkpoint.cursor
-            )
-            ids, invalid = _source_ids(rows)
-            later = None
-            if rows and not last:
-                later = linker.window_filter(
-                    checkpoint.window_start, checkpoint.window_end, rows[-1]["msdynci_alternatekeyid"]
-                )
-            likely = [p for r in rows if (p := odata.try_guid(r.get("_msdynci_lookupfield_customer_value")))]
-            result = linker.link_rows(ids, later=later, likely_profiles=likely) if ids else StepResult()
-            self._record_retries(checkpoint.table, result, plan=plan, now=now, resolve=False)
-            counters = result.counters + Counters(pages=1, rows_read=len(rows), invalid_keys=invalid)
-            cursor = rows[-1]["msdynci_alternatekeyid"] if rows else checkpoint.cursor
-            if not last:
-                return step_done(
-                    checkpoint, phase="mapping", cursor=cursor, retry_cursor=None, counters=counters, now=now
-                )
-            done = mapping_done(
-                step_done(
-                    checkpoint, phase="reconcile", cursor=None, retry_cursor=None, counters=counters, now=now
-                )
-            )
-            if checkpoint.full:
-                return done
-            return finish_pass(done, now=now, manifest_hash=checkpoint.manifest_hash or "")
-        if checkpoint.phase == "reconcile":
-            rows, last = linker.linked_page(after=checkpoint.cursor)
-            key = linker.target.table.primary_id
-            ids = [odata.normalize_guid(r[key]) for r in rows]
-            result = linker.reconcile(ids) if ids else StepResult()
-            self._record_retries(checkpoint.table, result, plan=plan, now=now, resolve=False)
-            counters = result.counters + Counters(pages=1, rows_read=len(rows))
-            stepped = step_done(
-                checkpoint,
-                phase="reconcile",
-                cursor=ids[-1] if ids else checkpoint.cursor,
-                retry_cursor=None,
-                counters=counters,
-                now=now,
-            )
-            if not last:
-                return stepped
-            return finish_pass(stepped, now=now, manifest_hash=checkpoint.manifest_hash or "")
-        raise FatalError(f"the checkpoint of {checkpoint.table} is in an unknown phase {checkpoint.phase!r}")
 
     def _record_retries(
         self, table: str, result: StepResult, *, plan: bool, now: datetime, resolve: bool
@@ -461,16 +413,3 @@ class Worker:
             f"step {message.seq} failed {dequeue_count} times (transient errors); the queue gave up on it",
             plan=message.kind == "plan",
         )
-
-
-def _source_ids(rows: list[dict[str, object]]) -> tuple[list[str], int]:
-    """Normalised, de-duplicated source keys of mapping rows, and how many were not GUIDs."""
-    ids: dict[str, None] = {}
-    invalid = 0
-    for row in rows:
-        value = odata.try_guid(row.get("msdynci_alternatevalue"))
-        if value is None:
-            invalid += 1
-        else:
-            ids[value] = None
-    return list(ids), invalid

@@ -1,18 +1,29 @@
 """Spreading bulk writes over the application users of a credential pool, each at its own pace.
 
 Every application user has its own service protection budget, so a second user roughly doubles what a
-worker may write. ``WritePool`` hands each chunk of writes to a user in turn, holds a slot of that
-user's ``AdaptiveLimit`` while the request is in flight, and adapts the chunk size to keep one request's
-duration near a target. The pool lives as long as the worker, so what it learns carries across steps.
+worker may write. ``WritePool`` sends each chunk of writes through the least busy user that has a free
+slot under its ``AdaptiveLimit``, and adapts the chunk size to keep one request's duration near a
+target. The pool lives as long as the worker, so what it learns carries across steps and pages.
+
+Writes are **submitted**, not run to completion: ``submit`` returns at once with a ``Submission`` the
+caller waits on later, so a step reads its next page while the previous page's writes are in flight.
+Chunks take their slots first come, first served, so an earlier page's writes land before a later
+page's. Reads take a slot of the reading user too (``reading``), ahead of queued writes: a request in
+flight costs execution time whatever it does, and Dataverse's execution-time limit (1,200 s per 300 s,
+per user) is, by Little's law, on average four requests in flight. Capping every request, reads
+included, at ``max_in_flight`` per user keeps a worker at that ceiling without earning 429s.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Generic, TypeVar
 
 from .concurrency import AdaptiveLimit, next_batch_size
 from .dataverse.client import DataverseClient
@@ -20,6 +31,47 @@ from .dataverse.errors import ThrottledError
 
 T = TypeVar("T")
 DEFAULT_PARALLELISM = 4
+MAX_IN_FLIGHT = 4
+"""Requests per application user: 1,200 s of execution time per 300 s is four in flight on average."""
+
+
+class Submission(Generic[T]):
+    """The chunks of one ``submit``: wait for them, or cancel the ones not yet sent."""
+
+    def __init__(self, futures: list[Future[set[str]]], cancelled: threading.Event) -> None:
+        self._futures = futures
+        self._cancelled = cancelled
+
+    def done(self) -> bool:
+        """Whether every chunk has landed (or failed)."""
+        return all(f.done() for f in self._futures)
+
+    def result(self) -> set[str]:
+        """Wait for every chunk, then return the ids reported failed, or raise the first chunk's error.
+
+        Every chunk is waited for even when one failed, so nothing of this submission is still in flight
+        when the caller moves on.
+        """
+        failed: set[str] = set()
+        error: BaseException | None = None
+        for future in self._futures:
+            try:
+                failed |= future.result()
+            except BaseException as exc:  # re-raised below, once every chunk has settled
+                error = error or exc
+        if error is not None:
+            raise error
+        return failed
+
+    def cancel(self) -> None:
+        """Send no further chunk, and wait for the ones already in flight (their errors are dropped)."""
+        self._cancelled.set()
+        for future in self._futures:
+            future.cancel()
+        for future in self._futures:
+            if not future.cancelled():
+                with contextlib.suppress(BaseException):  # the step is abandoned; its error is raised
+                    future.result()
 
 
 class WritePool:
@@ -34,6 +86,7 @@ class WritePool:
         max_batch: int = 1000,
         target_seconds: float = 10.0,
         parallelism: int | None = None,
+        max_in_flight: int | None = MAX_IN_FLIGHT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not clients:
@@ -42,59 +95,142 @@ class WritePool:
         self.batch_size = batch_size
         self.min_batch, self.max_batch, self.target_seconds = min_batch, max_batch, target_seconds
         self._parallelism = parallelism
+        self._max_in_flight = max_in_flight
         self._clock = clock
         self._limits: dict[int, AdaptiveLimit] = {}
+        self._limits_lock = threading.Lock()
         self._lock = threading.Lock()
-        self._turn = 0
+        self._slots = threading.Condition(self._lock)
+        self._in_flight = [0] * len(self.clients)
+        self._readers_waiting = [0] * len(self.clients)
+        self._tickets = itertools.count()
+        self._serving = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- slots --------------------------------------------------------------------------------
 
     def limit(self, index: int) -> AdaptiveLimit:
         """The adaptive concurrency of client ``index``, started at its ``x-ms-dop-hint`` once known."""
-        with self._lock:
+        with self._limits_lock:
             if index not in self._limits:
                 hint = self._parallelism or self.clients[index].dop_hint or DEFAULT_PARALLELISM
                 maximum = self._parallelism or max(2 * hint, DEFAULT_PARALLELISM)
-                self._limits[index] = AdaptiveLimit(hint, maximum=maximum)
+                if self._parallelism is None and self._max_in_flight is not None:
+                    maximum = min(maximum, self._max_in_flight)
+                self._limits[index] = AdaptiveLimit(min(hint, maximum), maximum=maximum)
             return self._limits[index]
+
+    def _free(self, index: int, *, reader: bool) -> bool:
+        if reader:  # a read borrows the next slot to free rather than wait for it (see ``reading``)
+            return self._in_flight[index] <= self.limit(index).limit
+        return self._in_flight[index] < self.limit(index).limit and self._readers_waiting[index] == 0
+
+    def _acquire_write(self) -> int:
+        """Wait for this chunk's turn and a free slot; return the least busy user's index."""
+        with self._slots:
+            ticket = next(self._tickets)
+            while True:
+                if ticket == self._serving:
+                    free = [i for i in range(len(self.clients)) if self._free(i, reader=False)]
+                    if free:
+                        index = min(free, key=lambda i: self._in_flight[i] / self.limit(i).limit)
+                        self._in_flight[index] += 1
+                        self._serving += 1
+                        self._slots.notify_all()
+                        return index
+                self._slots.wait()
+
+    def _release(self, index: int) -> None:
+        with self._slots:
+            self._in_flight[index] -= 1
+            self._slots.notify_all()
+
+    @contextmanager
+    def reading(self, index: int = 0) -> Iterator[DataverseClient]:
+        """Hold a slot of user ``index`` for a read, ahead of any queued write."""
+        with self._slots:
+            self._readers_waiting[index] += 1
+            try:
+                while not self._free(index, reader=True):
+                    self._slots.wait()
+            finally:
+                self._readers_waiting[index] -= 1
+            self._in_flight[index] += 1
+        try:
+            yield self.clients[index]
+        finally:
+            self._release(index)
+
+    # -- writes -------------------------------------------------------------------------------
 
     def chunks(self, items: Sequence[T]) -> list[Sequence[T]]:
         """``items`` cut at the current batch size."""
         size = self.batch_size
         return [items[i : i + size] for i in range(0, len(items), size)]
 
-    def run(self, items: Sequence[T], send: Callable[[DataverseClient, Sequence[T]], set[str]]) -> set[str]:
-        """Send ``items`` in chunks over the pool; return what ``send`` reports as failed."""
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                workers = sum(self.limit(i).maximum for i in range(len(self.clients)))
+                self._executor = ThreadPoolExecutor(
+                    max_workers=max(workers, 1), thread_name_prefix="hydration-write"
+                )
+            return self._executor
+
+    def submit(
+        self,
+        items: Sequence[T],
+        send: Callable[[DataverseClient, Sequence[T]], set[str]],
+        *,
+        stop: threading.Event | None = None,
+    ) -> Submission[T]:
+        """Queue ``items`` in chunks over the pool and return at once; see ``Submission``.
+
+        ``stop``, shared by the submissions of one step, is set by the first chunk that fails: no
+        chunk of that step is sent after it (the step stops at the error and is redone later).
+        """
+        cancelled = stop or threading.Event()
         chunks = self.chunks(items)
         if not chunks:
-            return set()
-        workers = sum(self.limit(i).maximum for i in range(len(self.clients)))
-        if len(chunks) == 1 or workers == 1:
-            return set().union(*(self._send_one(c, send) for c in chunks))
-        with ThreadPoolExecutor(
-            max_workers=min(workers, len(chunks)), thread_name_prefix="hydration-write"
-        ) as pool:
-            return set().union(*pool.map(lambda c: self._send_one(c, send), chunks))
+            return Submission([], cancelled)
+        executor = self._pool()
+        futures = [executor.submit(self._send_one, c, send, cancelled) for c in chunks]
+        return Submission(futures, cancelled)
+
+    def run(self, items: Sequence[T], send: Callable[[DataverseClient, Sequence[T]], set[str]]) -> set[str]:
+        """Send ``items`` in chunks over the pool and wait; return what ``send`` reports as failed."""
+        return self.submit(items, send).result()
 
     def _send_one(
-        self, chunk: Sequence[T], send: Callable[[DataverseClient, Sequence[T]], set[str]]
+        self,
+        chunk: Sequence[T],
+        send: Callable[[DataverseClient, Sequence[T]], set[str]],
+        cancelled: threading.Event,
     ) -> set[str]:
-        with self._lock:
-            index = self._turn % len(self.clients)
-            self._turn += 1
+        if cancelled.is_set():
+            return set()
+        index = self._acquire_write()
         client, limit = self.clients[index], self.limit(index)
-        with limit.slot():
+        try:
+            if cancelled.is_set():
+                return set()
             throttled_before = client.counters.throttled
             started = self._clock()
             try:
                 failed = send(client, chunk)
-            except ThrottledError:
-                limit.throttled()
+            except BaseException as exc:
+                cancelled.set()  # the step stops at this error: its chunks not yet sent are not sent
+                if isinstance(exc, ThrottledError):
+                    limit.throttled()
                 raise
             elapsed = (self._clock() - started) * self.batch_size / max(1, len(chunk))  # as if a full chunk
+        finally:
+            self._release(index)
         if client.counters.throttled > throttled_before:
             limit.throttled()
         else:
             limit.succeeded()
-        with self._lock:
+        with self._slots:
             self.batch_size = next_batch_size(
                 self.batch_size,
                 elapsed=elapsed,
@@ -102,4 +238,5 @@ class WritePool:
                 minimum=self.min_batch,
                 maximum=self.max_batch,
             )
+            self._slots.notify_all()
         return failed

@@ -125,7 +125,7 @@ class Harness:
         self.settings = EngineSettings(
             settle=SETTLE,
             allow_create_lookup=True,
-            link=link or LinkSettings(page_size=1000, write_batch=200),
+            link=link or LinkSettings(page_size=1000, write_batch=200, step_pages=1),
             **settings,
         )
         self.metadata = Metadata(self.client, sleep=lambda s: None)

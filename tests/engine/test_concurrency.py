@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.concurrency import AdaptiveLimit, next_batch_size
+from hydration.dataverse.auth import DevelopmentToken, TokenProvider
+from hydration.dataverse.client import DataverseClient
+from hydration.dataverse.errors import ThrottledError
 from hydration.linking import LinkSettings
+from hydration.writers import WritePool
 from tests.engine.harness import CONTACT_SOURCES, Harness
 
 
@@ -95,3 +101,86 @@ def test_writes_are_spread_over_a_pool_of_application_users(emulator: EmulatorCl
     )
     summary = harness.summary("contact")
     assert summary["correct"] == summary["rows"]
+
+
+def _pool(users: int, **options: Any) -> WritePool:
+    url = "http://127.0.0.1:9"
+    clients = [
+        DataverseClient(organization_url=url, tokens=TokenProvider(DevelopmentToken(url, f"u{i}"), url))
+        for i in range(users)
+    ]
+    return WritePool(clients, **options)
+
+
+def _wait_for(condition: Any) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true"
+        time.sleep(0.001)
+
+
+def test_submit_returns_at_once_and_chunks_of_all_users_stay_under_the_cap() -> None:
+    pool = _pool(2, batch_size=10, max_in_flight=3)
+    lock = threading.Lock()
+    in_flight: dict[int, int] = {}
+    peak: dict[int, int] = {}
+    release = threading.Event()
+
+    def send(client: DataverseClient, chunk: Sequence[int]) -> set[str]:
+        user = pool.clients.index(client)
+        with lock:
+            in_flight[user] = in_flight.get(user, 0) + 1
+            peak[user] = max(peak.get(user, 0), in_flight[user])
+        release.wait()
+        with lock:
+            in_flight[user] -= 1
+        return {str(chunk[0])} if chunk[0] == 50 else set()
+
+    submission = pool.submit(list(range(200)), send)  # 20 chunks
+    assert not submission.done()  # returned while the chunks wait for the release
+    _wait_for(lambda: sum(in_flight.values()) == 6)
+    release.set()
+    assert submission.result() == {"50"}
+    assert peak == {0: 3, 1: 3}  # both users used, neither beyond the cap
+
+
+def test_a_read_never_waits_for_writes_but_holds_back_the_next_write() -> None:
+    pool = _pool(1, batch_size=1, max_in_flight=2)
+    started: list[int] = []
+    release = threading.Event()
+
+    def send(client: DataverseClient, chunk: Sequence[int]) -> set[str]:
+        started.append(chunk[0])
+        release.wait()
+        return set()
+
+    submission = pool.submit([1, 2, 3], send)
+    _wait_for(lambda: len(started) == 2)  # the cap: two writes in flight, the third queued
+    entered = threading.Event()
+
+    def read() -> None:
+        with pool.reading():
+            entered.set()
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    reader.join(timeout=10)
+    assert entered.is_set()  # the read borrowed a slot instead of waiting for a write to end
+    release.set()
+    assert submission.result() == set()
+    assert sorted(started) == [1, 2, 3]
+
+
+def test_an_error_in_a_chunk_stops_the_chunks_of_its_submission_not_yet_sent() -> None:
+    pool = _pool(1, batch_size=1, parallelism=1)
+    sent: list[int] = []
+
+    def send(client: DataverseClient, chunk: Sequence[int]) -> set[str]:
+        sent.append(chunk[0])
+        raise ThrottledError("slow down", retry_after=60)
+
+    submission = pool.submit([1, 2, 3, 4], send)
+    with pytest.raises(ThrottledError):
+        submission.result()
+    assert sent == [1]
+    assert pool.limit(0).limit == 1
