@@ -228,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "0.25"))
     )
-    parser.add_argument("--naive-sample", type=int, default=500)
+    parser.add_argument(
+        "--naive-sample", type=int, default=500, help="rows of the naive baseline (0: skip it)"
+    )
     parser.add_argument("--output", default=str(ROOT / "bench" / "results" / "latest.json"))
     args = parser.parse_args(argv)
     results: list[Measure] = []
@@ -238,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
             for users in (int(u) for u in args.users.split(",")):
                 results += bench.scenarios(users)
                 print(_table(results, _rss_mb()), flush=True)
-            results.append(bench.naive(min(args.naive_sample, args.rows)))
+            if args.naive_sample > 0:
+                results.append(bench.naive(min(args.naive_sample, args.rows)))
         finally:
             bench.close()
     rss = _rss_mb()

@@ -125,6 +125,7 @@ class Harness:
         self.settings = EngineSettings(
             settle=SETTLE,
             allow_create_lookup=True,
+            # one page per step by default, so a test can name the step at which to crash
             link=link or LinkSettings(page_size=1000, write_batch=200, step_pages=1),
             **settings,
         )
