@@ -14,7 +14,7 @@ from typing import Any
 
 VERSION = 1
 KINDS = ("hydrate", "plan")
-RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{8}$")
+RUN_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-(?:[0-9a-f]{8}|[0-9a-f]{12})$")
 _TABLE = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 MAX_TEXT = 4096
 

@@ -114,6 +114,11 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("HYDRATION_SUPPRESS_FLOWS", "false", "Do not trigger Power Automate flows on the writes."),
     Setting("HYDRATION_PAGE_SIZE", "5000", "Mapping rows per step (1 to 5000)."),
+    Setting(
+        "HYDRATION_STEP_SECONDS",
+        "120",
+        "A queue message starts no new page after this long (keep it well inside functionTimeout).",
+    ),
     Setting("HYDRATION_WRITE_PARALLELISM", "", "Concurrent write requests; empty follows x-ms-dop-hint."),
     Setting("HYDRATION_LEASE_MINUTES", "30", "A table's lease lapses after this long without progress."),
     Setting("HYDRATION_SAMPLE_SIZE", "200", "Mapping rows sampled per table before it is enqueued (0: off)."),
@@ -306,7 +311,10 @@ class _Reader:
         stale = self.raw("HYDRATION_STALE_LINKS").lower()
         if stale not in ("clear", "report"):
             self.problems.append(f"HYDRATION_STALE_LINKS={stale!r} must be clear or report")
-        return LinkSettings(page_size=page, parallelism=parallelism, clear_stale=stale != "report")
+        step = self.number("HYDRATION_STEP_SECONDS", 10, 1500, integer=False)
+        return LinkSettings(
+            page_size=page, parallelism=parallelism, clear_stale=stale != "report", step_seconds=step
+        )
 
     def client_ids(self) -> tuple[str | None, tuple[str, ...]]:
         main = self.env.get("AZURE_CLIENT_ID", "").strip() or None

@@ -27,14 +27,16 @@ _MAX_TIME = 99_999_999_999
 
 
 def new_run_id(now: datetime) -> str:
-    """A sortable, unique run id: UTC start time plus random hex."""
-    return now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(4)
+    """A sortable, unique run id: UTC start time, its milliseconds (3 hex digits), 36 random bits."""
+    moment = now.astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{moment.microsecond // 1000:03x}{secrets.token_hex(5)[:9]}"
 
 
 def run_row_key(run_id: str) -> str:
-    """Row key that lists runs newest first (inverted start time), then the id."""
+    """Row key that lists runs newest first (inverted start time to the millisecond), then the id."""
     started = datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
-    return f"{_MAX_TIME - int(started.timestamp()):011d}-{run_id}"
+    millis = min(int(run_id[17:20], 16), 999)
+    return f"{_MAX_TIME - int(started.timestamp()):011d}{999 - millis:03d}-{run_id}"
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,9 @@ from __future__ import annotations
 import io
 import json
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -17,6 +20,7 @@ from dataverse_emulator.client import EmulatorClient
 from hydration import handlers
 from hydration.cli import drain_run
 from hydration.service import Services, services
+from hydration.settings import Settings
 from hydration.storage.driver import Delivery, QueueDriver
 
 SOURCES = {
@@ -96,6 +100,15 @@ def host_env(monkeypatch: pytest.MonkeyPatch, app_env: dict[str, str]) -> dict[s
     for name in list(app_env):
         monkeypatch.setenv(name, app_env[name])
     return app_env
+
+
+def one_page_steps(env: dict[str, str], *, clock: Callable[[], datetime] | None = None) -> Services:
+    """Services whose every message does one page of 100 rows, so a pass has many steps to break."""
+    settings = Settings.from_env({**env, "HYDRATION_PAGE_SIZE": "100"})
+    settings = replace(settings, link=replace(settings.link, step_pages=1))
+    if clock is None:
+        return Services.from_settings(settings)
+    return Services.from_settings(settings, clock=clock)
 
 
 def drain(svc: Services, run_id: str, *, visibility_timeout: int = 0) -> dict[str, Any]:

@@ -9,9 +9,8 @@ import pytest
 from dataverse_emulator.client import EmulatorClient
 from hydration.planner import RunRequest
 from hydration.service import Services
-from hydration.settings import Settings
 
-from .conftest import assert_all_correct, drain, queue_driver
+from .conftest import assert_all_correct, drain, one_page_steps, queue_driver
 
 pytestmark = pytest.mark.integration
 
@@ -33,8 +32,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def timed(app_env: dict[str, str], clock: Clock) -> Services:
-    # Small pages, so a pass has several steps.
-    return Services.from_settings(Settings.from_env({**app_env, "HYDRATION_PAGE_SIZE": "100"}), clock=clock)
+    return one_page_steps(app_env, clock=clock)
 
 
 def test_a_stuck_pass_is_swept_back_into_the_queue_and_finishes(
