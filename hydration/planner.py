@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .checkpoints import full_pass_reason, lease_expired, window_end
@@ -44,6 +44,9 @@ from .storage.queues import TaskQueue
 from .worker import manifest_hash
 
 log = logging.getLogger(__name__)
+FAILED_RETRY_AFTER = timedelta(hours=1)
+"""The timer retries a table whose task Failed no sooner than this (a permanent error, such as a missing
+lookup column, would otherwise record a Failed run on every tick)."""
 _REQUEST_KEYS = frozenset({"full", "tables", "plan"})
 
 
@@ -297,11 +300,36 @@ class Planner:
             return self._closed_run(RunRequest(trigger="timer"), now, "Failed", str(exc))
         if run_problem(manifest, self.settings.dataverse_url) is not None:
             return None  # reported by every explicit run; the timer does not repeat it every tick
-        owed = [t for t in manifest.tables if self.owed(manifest, t, now)]
+        failed = self.recently_failed(now)
+        for table, ended in failed.items():
+            log.warning(
+                "timer: %s failed at %s; the timer retries it an hour later", table, ended.isoformat()
+            )
+        owed = [t for t in manifest.tables if t not in failed and self.owed(manifest, t, now)]
         if not owed:
             log.info("timer: nothing owed")
             return None
         return self.start(RunRequest(trigger="timer", tables=tuple(owed)))
+
+    def recently_failed(self, now: datetime) -> dict[str, datetime]:
+        """Tables whose latest task in the last hour Failed, with when (newest runs are read first)."""
+        seen: set[str] = set()
+        failed: dict[str, datetime] = {}
+        for record in self.state.runs(limit=50):
+            started = record.get("started")
+            if not isinstance(started, datetime) or now - started > FAILED_RETRY_AFTER:
+                break
+            for task in self.state.tasks(str(record.get("run_id"))):
+                if task.table in seen or task.status == "Skipped":
+                    continue
+                seen.add(task.table)
+                if (
+                    task.status == "Failed"
+                    and task.ended is not None
+                    and now - task.ended < FAILED_RETRY_AFTER
+                ):
+                    failed[task.table] = task.ended
+        return failed
 
     def owed(self, manifest: Manifest, table: str, now: datetime) -> str | None:
         """Why a table needs a pass now (None if it does not, or is busy)."""

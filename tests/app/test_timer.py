@@ -75,7 +75,7 @@ def test_the_timer_starts_a_run_for_a_retry_list_and_a_due_full_pass(
     assert timed.state.retry_count("lead") == 0
     assert timed.planner().tick() is None
 
-    clock.now += timedelta(days=7, minutes=1)
+    clock.now += timedelta(days=7, minutes=1)  # also past the hour a failure waits
     third = timed.planner().tick()
     assert third is not None
     assert third.queued == ("contact", "lead")
@@ -92,3 +92,23 @@ def test_the_timer_leaves_a_busy_table_alone(timed: Services) -> None:
     assert len(again.queued) == 1  # the other table, never hydrated, is owed; the busy one is not
     drain(timed, started.run_id)
     drain(timed, again.run_id)
+
+
+def test_a_table_that_failed_is_retried_by_the_timer_an_hour_later(
+    app_env: dict[str, str], clock: Clock, emulator: EmulatorClient
+) -> None:
+    svc = one_page_steps({**app_env, "HYDRATION_ALLOW_CREATE_LOOKUP": "false"}, clock=clock)
+    first = svc.planner().tick()
+    assert first is not None
+    view = drain(svc, first.run_id)
+    assert view["status"] == "Failed"  # no lookup column, and the worker may not create it
+    assert all("provision" in t["details"] for t in view["tables"] if t["status"] == "Failed")
+
+    clock.now += timedelta(minutes=15)
+    assert svc.planner().tick() is None  # not a Failed run on every tick
+
+    clock.now += timedelta(minutes=50)
+    again = svc.planner().tick()
+    assert again is not None
+    assert set(again.queued) == {"contact", "lead"}
+    drain(svc, again.run_id)
