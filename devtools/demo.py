@@ -14,6 +14,7 @@ import argparse
 import json
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from dataverse_emulator import EmulatorServer, SeedParams
 from dataverse_emulator.client import EmulatorClient
@@ -21,28 +22,14 @@ from devtools.azurite import Azurite
 from hydration import cli
 
 TABLES = ("contact", "lead")
+SAMPLE_MANIFEST = Path(__file__).resolve().parent.parent / "manifest.sample.json"
 
 
 def manifest(organization_url: str) -> str:
-    """The demo's unification manifest: the emulator's three Dataverse sources and one that is not."""
-    entries = [
-        ("DataverseSales", "contact", "Dataverse", "contactid"),
-        ("DataverseMarketing", "contact", "Dataverse", "contactid"),
-        ("DataverseSales", "lead", "Power Query Dataverse", "leadid"),
-        ("LoyaltyPlatform", "Members", "Azure Data Lake Storage", "MemberId"),
-    ]
-    return json.dumps(
-        {
-            "version": 1,
-            "organizationUrl": organization_url,
-            "outputMode": "dataverse",
-            "environmentType": "individuals",
-            "tables": [
-                {"dataSource": ds, "entity": entity, "connector": connector, "primaryKey": key}
-                for ds, entity, connector, key in entries
-            ],
-        }
-    )
+    """``manifest.sample.json`` pointed at the emulator: its three Dataverse sources and one other."""
+    data = json.loads(SAMPLE_MANIFEST.read_text(encoding="utf-8"))
+    data["organizationUrl"] = organization_url
+    return json.dumps(data)
 
 
 def _say(text: str) -> None:

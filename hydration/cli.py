@@ -29,7 +29,8 @@ from .manifest import ManifestError, entry_problem
 from .planner import RequestError, RunRequest
 from .service import Services, services
 from .settings import SettingsError
-from .status import FINAL, render, report, run_view
+from .state import FINAL
+from .status import render, report, run_view
 from .storage.driver import Delivery, QueueDriver
 
 EXIT = {"Successful": 0, "Failed": 1, "Skipped": 3}
@@ -46,8 +47,13 @@ def queue_options(path: Path = HOST_JSON) -> tuple[int, int]:
     return int(queues.get("maxDequeueCount", 5)), hours * 3600 + minutes * 60 + seconds
 
 
-def local_driver(svc: Services) -> QueueDriver:
-    """A driver that pumps the job queue into the worker and poison handlers, as the host does."""
+def local_driver(
+    svc: Services, *, visibility_timeout: int | None = None, lease_seconds: int = 300
+) -> QueueDriver:
+    """A driver that pumps the job queue into the worker and poison handlers, as the host does.
+
+    ``visibility_timeout`` overrides ``host.json``'s delay before a failed message is retried.
+    """
 
     def handle(delivery: Delivery) -> None:
         handlers.on_message(delivery.text, delivery.dequeue_count, svc)
@@ -55,14 +61,15 @@ def local_driver(svc: Services) -> QueueDriver:
     def poisoned(delivery: Delivery, reason: str) -> None:
         handlers.on_poison(delivery.text, delivery.dequeue_count, svc)
 
-    max_dequeue_count, visibility_timeout = queue_options()
+    max_dequeue_count, host_visibility_timeout = queue_options()
     return QueueDriver(
         svc.queue,
         svc.poison,
         handle,
         on_poison=poisoned,
         max_dequeue_count=max_dequeue_count,
-        visibility_timeout=visibility_timeout,
+        visibility_timeout=host_visibility_timeout if visibility_timeout is None else visibility_timeout,
+        lease_seconds=lease_seconds,
     )
 
 

@@ -174,7 +174,10 @@ class Planner:
                         problem = primary_key_problem(entry, info.primary_id) or self._sample_problem(
                             entry, info.entity_set, info.primary_id
                         )
-                        (reasons.append(problem) if problem else still.append(entry))
+                        if problem:
+                            reasons.append(problem)
+                        else:
+                            still.append(entry)
                     kept = still
             if kept:
                 verdict.eligible[table] = [e.source for e in kept]
@@ -271,8 +274,9 @@ class Planner:
 
     def _closed_run(self, request: RunRequest, now: datetime, status: str, details: str) -> Started:
         run_id = new_run_id(now)
-        self.state.create_run(run_id, trigger=request.trigger, started=now, details=details[:4000])
-        self.state.update_run(run_id, status=status, ended=now, details=details[:4000])
+        self.state.create_run(
+            run_id, trigger=request.trigger, started=now, details=details[:4000], status=status, ended=now
+        )
         log.warning("run %s (%s) %s: %s", run_id, request.trigger, status, details)
         return Started(run_id=run_id, status=status, details=details)
 

@@ -167,7 +167,6 @@ class Settings:
     schedule: str = "0 */15 * * * *"
     settle: timedelta = timedelta(minutes=15)
     full_every: timedelta = timedelta(days=7)
-    clear_stale: bool = True
     allow_create_lookup: bool = False
     lookup: LookupSpec = field(default_factory=LookupSpec)
     client: ClientSettings = field(default_factory=ClientSettings)
@@ -353,7 +352,6 @@ class _Reader:
             schedule=schedule,
             settle=timedelta(minutes=self.number("HYDRATION_SETTLE_MINUTES", 0, 24 * 60)),
             full_every=timedelta(days=self.number("HYDRATION_FULL_PASS_DAYS", 1, 365)),
-            clear_stale=self.raw("HYDRATION_STALE_LINKS").lower() != "report",
             allow_create_lookup=self.flag("HYDRATION_ALLOW_CREATE_LOOKUP"),
             lookup=self.lookup(),
             client=self.client(),

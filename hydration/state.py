@@ -39,6 +39,10 @@ def run_row_key(run_id: str) -> str:
     return f"{_MAX_TIME - int(started.timestamp()):011d}{999 - millis:03d}-{run_id}"
 
 
+FINAL = ("Successful", "Failed", "Skipped")
+"""Task and run statuses after which nothing changes."""
+
+
 @dataclass(frozen=True)
 class TaskRecord:
     """One table's task within a run."""
@@ -131,14 +135,24 @@ class StateStore:
 
     # -- runs and tasks ---------------------------------------------------------------------
 
-    def create_run(self, run_id: str, *, trigger: str, started: datetime, details: str = "") -> None:
-        """Record a new run (idempotent for the same id)."""
+    def create_run(
+        self,
+        run_id: str,
+        *,
+        trigger: str,
+        started: datetime,
+        details: str = "",
+        status: str = "Running",
+        ended: datetime | None = None,
+    ) -> None:
+        """Record a new run (idempotent for the same id); a run closed at once has its final status."""
         entity = {
             "run_id": run_id,
             "trigger": trigger,
             "started": started,
-            "status": "Running",
+            "status": status,
             "details": details,
+            "ended": ended,
         }
         with contextlib.suppress(ConflictError):
             self.tables.insert(self.runs_table, "run", run_row_key(run_id), entity)

@@ -14,11 +14,10 @@ from typing import Any
 
 from .checkpoints import Counters
 from .messages import RUN_ID
-from .state import StateStore, TaskRecord
+from .state import FINAL, StateStore, TaskRecord
 
 TASK_NAME = "CustomerId Backstamping Hydration"
 GROUP = "Dataverse Hydration"
-FINAL = ("Successful", "Failed", "Skipped")
 
 
 def _time(value: Any) -> str | None:

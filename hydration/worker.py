@@ -43,13 +43,12 @@ from .dataverse.metadata import LookupSpec, Metadata
 from .linking import Linker, LinkSettings, StepResult, Target
 from .messages import MessageError, TaskMessage
 from .pipeline import StepPipeline
-from .state import StateStore, TaskRecord
+from .state import FINAL, StateStore, TaskRecord
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 from .writers import WritePool
 
 log = logging.getLogger(__name__)
-FINAL = ("Successful", "Failed", "Skipped")
 
 
 class Outcome(Enum):

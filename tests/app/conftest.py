@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration import handlers
-from hydration.cli import drain_run
+from hydration.cli import drain_run, local_driver
 from hydration.service import Services, services
 from hydration.settings import Settings
-from hydration.storage.driver import Delivery, QueueDriver
+from hydration.storage.driver import QueueDriver
 
 SOURCES = {
     "contact": [("DataverseSales", "contact"), ("DataverseMarketing", "contact")],
@@ -119,19 +118,8 @@ def drain(svc: Services, run_id: str, *, visibility_timeout: int = 0) -> dict[st
 
 
 def queue_driver(svc: Services, *, visibility_timeout: int = 0, lease_seconds: int = 60) -> QueueDriver:
-    """The host's queue semantics with a short retry delay (host.json's 30 s would only slow tests)."""
-
-    def handle(delivery: Delivery) -> None:
-        handlers.on_message(delivery.text, delivery.dequeue_count, svc)
-
-    return QueueDriver(
-        svc.queue,
-        svc.poison,
-        handle,
-        visibility_timeout=visibility_timeout,
-        lease_seconds=lease_seconds,
-        on_poison=lambda d, reason: handlers.on_poison(d.text, d.dequeue_count, svc),
-    )
+    """The CLI's local driver with a short retry delay (host.json's 30 s would only slow tests)."""
+    return local_driver(svc, visibility_timeout=visibility_timeout, lease_seconds=lease_seconds)
 
 
 def truth(emulator: EmulatorClient, table: str) -> dict[str, Any]:

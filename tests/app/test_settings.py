@@ -24,7 +24,7 @@ def test_defaults_with_only_the_required_settings() -> None:
     assert settings.settle == timedelta(minutes=15)
     assert settings.full_every == timedelta(days=7)
     assert settings.lease_ttl == timedelta(minutes=30)
-    assert settings.clear_stale is True
+    assert settings.link.clear_stale is True
     assert settings.allow_create_lookup is False
     assert settings.link.page_size == 5000
     assert settings.link.parallelism is None
