@@ -419,20 +419,6 @@ class Linker:
                 best = candidate
         return best, len(profiles) > 1
 
-    def link_rows(
-        self,
-        source_ids: Sequence[str],
-        *,
-        retry_phase: bool = False,
-        later: str | None = None,
-        likely_profiles: Sequence[str] = (),
-    ) -> StepResult:
-        """Bring the given source rows' links in line with the mapping, and wait for the writes."""
-        decision = self.decide_rows(
-            source_ids, retry_phase=retry_phase, later=later, likely_profiles=likely_profiles
-        )
-        return self.submit(decision).result()
-
     def decide_rows(
         self,
         source_ids: Sequence[str],
