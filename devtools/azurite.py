@@ -89,6 +89,11 @@ class Azurite:
         )
 
     @property
+    def pid(self) -> int | None:
+        """The process id while Azurite runs (for CPU accounting), else None."""
+        return self._process.pid if self.running and self._process is not None else None
+
+    @property
     def running(self) -> bool:
         """Whether the process was started and has not exited."""
         return self._process is not None and self._process.poll() is None

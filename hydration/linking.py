@@ -16,12 +16,14 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 from .checkpoints import Counters
+from .concurrency import EXECUTION_LIMIT_SECONDS, WINDOW_SECONDS, ExecutionBudget
 from .dataverse import odata
 from .dataverse.batch import Part, PartResult
 from .dataverse.client import DataverseClient
@@ -59,10 +61,23 @@ class LinkSettings:
     step_pages: int | None = None
     """At most this many pages per step (``None``: only ``step_seconds`` bounds a step)."""
     read_ahead: int = 2
-    """Pages read and decided while earlier pages' writes are still in flight (0: none)."""
+    """Pages read and decided while earlier pages' writes are in flight, one more per further application
+    user (0: none)."""
     max_in_flight: int | None = MAX_IN_FLIGHT
     """Requests, reads included, one application user has in flight at most (``None``: follow the
     server's ``x-ms-dop-hint``); ``parallelism``, when set, replaces it."""
+    execution_limit_seconds: float | None = EXECUTION_LIMIT_SECONDS
+    """The service's execution-time limit per user and window, which each user's writes are paced to
+    stay under (``concurrency.ExecutionBudget``); ``None`` turns pacing off (429s still slow writes)."""
+    execution_window_seconds: float = WINDOW_SECONDS
+
+    def budget(self) -> Callable[[], ExecutionBudget] | None:
+        """A factory of one user's execution-time budget, or ``None`` when writes are not paced."""
+        limit = self.execution_limit_seconds
+        if limit is None:
+            return None
+        window = self.execution_window_seconds
+        return lambda: ExecutionBudget(limit_seconds=limit, window_seconds=window)
 
 
 @dataclass(frozen=True)
@@ -126,6 +141,37 @@ class Decision:
     reconcile: bool = False
     next_page: list[dict[str, Any]] | None = None
     """The next page of the same phase, read in the same ``$batch`` (``None``: not read)."""
+
+
+class DeferredWrites:
+    """A page decided in the background, then its writes (the reconcile's pages).
+
+    The reads that decide a reconcile page need not hold up the next page's query. Waits and cancels as
+    ``PendingWrites`` does.
+    """
+
+    def __init__(self, future: Future[PendingWrites]) -> None:
+        self._future = future
+
+    def done(self) -> bool:
+        """Whether the page was decided and every request has landed (or the decision failed)."""
+        if not self._future.done():
+            return False
+        return self._future.exception() is not None or self._future.result().done()
+
+    def cancel(self) -> None:
+        """Decide nothing more, send nothing more, and wait for what is in flight."""
+        if self._future.cancel():
+            return
+        try:
+            pending = self._future.result()
+        except BaseException:  # the decision failed: nothing was submitted
+            return
+        pending.cancel()
+
+    def result(self) -> StepResult:
+        """Wait for the decision and its writes; the decision's error, if its reads failed."""
+        return self._future.result().result()
 
 
 class PendingWrites:
@@ -210,6 +256,7 @@ class Linker:
             batch_size=settings.write_batch,
             parallelism=settings.parallelism,
             max_in_flight=settings.max_in_flight,
+            budget=settings.budget(),
         )
         self._now = now
         self._lookup_value = odata.lookup_value(target.lookup.attribute)
@@ -246,10 +293,6 @@ class Linker:
     def mapping_page_part(self, *, start: datetime | None, end: datetime, after: str) -> Part:
         """The query of ``mapping_page`` as a ``$batch`` part, to read with the current page's state."""
         return self._page_part(MAPPING_SET, self._mapping_options(start, end, after))
-
-    def linked_page_part(self, *, after: str) -> Part:
-        """The query of ``linked_page`` as a ``$batch`` part, to read with the current page's state."""
-        return self._page_part(self.target.table.entity_set, self._linked_options(after))
 
     def _page_part(self, entity_set: str, options: dict[str, str]) -> Part:
         prefer = {"Prefer": f"odata.maxpagesize={self.settings.page_size}"}
@@ -564,7 +607,7 @@ class Linker:
         """Check linked rows against the mapping, fix wrong links and clear stale ones, and wait."""
         return self.submit(self.decide_reconcile(rows)).result()
 
-    def decide_reconcile(self, rows: Sequence[dict[str, Any]], *, next_page: Part | None = None) -> Decision:
+    def decide_reconcile(self, rows: Sequence[dict[str, Any]]) -> Decision:
         """Decide a page of linked source rows (as ``linked_page`` returns them); write nothing yet.
 
         Wrong links are to be fixed, stale ones (mapping row or profile gone) cleared or counted.
@@ -573,7 +616,7 @@ class Linker:
         source_ids = [odata.normalize_guid(r[key]) for r in rows]
         current = [p for r in rows if (p := odata.try_guid(r.get(self._lookup_value)))]
         result = StepResult()
-        state = self.read_state(source_ids, likely_profiles=current, known_sources=rows, next_page=next_page)
+        state = self.read_state(source_ids, likely_profiles=current, known_sources=rows)
         sources, profiles = state.sources, state.profiles
         writes: list[tuple[str, str, str | None]] = []
         stale: list[str] = []
@@ -589,7 +632,7 @@ class Linker:
             elif not self._is_current(row, best.profile, profiles[best.profile]):
                 writes.append((source_id, best.profile, profiles[best.profile]))
         result.counters = Counters(stale=len(stale))
-        return Decision(result, writes=writes, clears=stale, reconcile=True, next_page=state.next_page)
+        return Decision(result, writes=writes, clears=stale, reconcile=True)
 
 
 def _part_error(result: PartResult) -> Exception:

@@ -3,7 +3,9 @@
 A page's reads (the mapping page, then one ``$batch`` of the rows' links, mapping and profiles) take a
 few seconds; its writes take longer. Done one after the other, writes would wait for every read. Here
 a step reads and decides page N+1 while page N's writes are in flight (``LinkSettings.read_ahead``
-pages ahead), and goes on for several pages while its time budget (``step_seconds``) lasts.
+pages ahead, one more per further application user), and goes on for several pages while its time budget
+(``step_seconds``) lasts. The reconcile's pages are decided in the background while the next page is
+read, so its chain of requests is only the page queries.
 
 What stays as it was, page by page:
 
@@ -28,6 +30,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -35,10 +38,12 @@ from typing import Any
 from .checkpoints import Checkpoint, Counters, finish_pass, mapping_done, page_done
 from .dataverse import odata
 from .dataverse.errors import FatalError
-from .linking import Linker, LinkSettings, PendingWrites, StepResult
+from .linking import DeferredWrites, Linker, LinkSettings, PendingWrites, StepResult
 from .state import StateStore
 from .storage.errors import ConflictError
 
+Landing = PendingWrites | DeferredWrites
+"""A page's writes in flight: decided already (``PendingWrites``), or decided in the background."""
 Record = Callable[[StepResult, bool], None]
 """Records a page's retry-list changes: ``(result, resolve)``."""
 
@@ -52,17 +57,25 @@ class Page:
     after: Checkpoint
     """The checkpoint once the page's writes have landed (its counters are filled in at the save)."""
     read: Counters
-    pending: PendingWrites | None
+    pending: Landing | None
     resolve: bool
     """Whether the page's rows leave the retry list when they no longer need a retry (the retry phase)."""
     final: bool = False
+    prefetched: Prefetched | None = None
+    """The next page, when it was read on its own (the reconcile's, read while this page is checked)."""
 
-    @property
-    def next(self) -> Prefetched | None:
-        """The next page of the same phase, when this page's ``$batch`` read it."""
-        if self.pending is None or self.pending.decision.next_page is None:
+    def take_next(self) -> Prefetched | None:
+        """The next page of the same phase, when this page's ``$batch`` read it (or it was read alone).
+
+        The page lets go of those rows: it may wait for its writes while several later pages are read.
+        """
+        following, self.prefetched = self.prefetched, None
+        if following is not None:
+            return following
+        if not isinstance(self.pending, PendingWrites) or self.pending.decision.next_page is None:
             return None
-        return Prefetched(self.after.phase, self.after.cursor, self.pending.decision.next_page)
+        rows, self.pending.decision.next_page = self.pending.decision.next_page, None
+        return Prefetched(self.after.phase, self.after.cursor, rows)
 
 
 @dataclass(frozen=True)
@@ -103,6 +116,9 @@ class StepPipeline:
         self._monotonic = monotonic
         self._stop = threading.Event()
         """Set by the first failed write of the step: none of its writes is sent after it."""
+        self._checks = ThreadPoolExecutor(min(self._read_ahead + 1, 3), thread_name_prefix="hydration-check")
+        """Decides the reconcile's pages in the background, three at most (each holds a page's mapping and
+        profiles while it reads them); one ``run`` per pipeline, shut down after it."""
 
     def run(
         self, checkpoint: Checkpoint, etag: str, finalize: Callable[[Checkpoint], Checkpoint]
@@ -122,7 +138,7 @@ class StepPipeline:
         try:
             while True:
                 page = self._read(planned, prefetched)
-                prefetched = page.next
+                prefetched = page.take_next()
                 pending.append(page)
                 pages += 1
                 planned = page.after
@@ -134,7 +150,7 @@ class StepPipeline:
                 if stop:
                     pending[-1].final = True
                 drain = stop or planned.phase != page.phase
-                while pending and (drain or len(pending) > max(0, self.settings.read_ahead)):
+                while pending and (drain or len(pending) > self._read_ahead):
                     committed, etag = self._commit(pending.popleft(), committed, etag, finalize)
                 if stop:
                     return committed, etag
@@ -144,6 +160,18 @@ class StepPipeline:
             for left in pending:
                 if left.pending is not None:
                     left.pending.cancel()
+            self._checks.shutdown(wait=True)
+
+    @property
+    def _read_ahead(self) -> int:
+        """Pages read ahead: ``read_ahead``, and one more per further application user of the pool.
+
+        A page is about five chunks and a user keeps four in flight, so each further user needs about one
+        more page queued for its slots never to idle; each page in the pipeline costs memory.
+        """
+        if self.settings.read_ahead <= 0:
+            return 0
+        return self.settings.read_ahead + len(self.linker.pool.clients) - 1
 
     def _commit(
         self, page: Page, committed: Checkpoint, etag: str, finalize: Callable[[Checkpoint], Checkpoint]
@@ -188,18 +216,22 @@ class StepPipeline:
                 last = linker.is_last(rows)
             key = linker.target.table.primary_id
             cursor = odata.normalize_guid(rows[-1][key]) if rows else checkpoint.cursor
-            following = linker.linked_page_part(after=cursor) if rows and not last and cursor else None
-            writes = (
-                linker.submit(linker.decide_reconcile(rows, next_page=following), stop=self._stop)
-                if rows
-                else None
-            )
+            writes: Landing | None = None
+            if rows:
+                page_rows, stop = rows, self._stop
+                writes = DeferredWrites(
+                    self._checks.submit(lambda: linker.submit(linker.decide_reconcile(page_rows), stop=stop))
+                )
+            following = None
+            if rows and not last and cursor:  # the next page is read while this one is checked
+                following = Prefetched("reconcile", cursor, linker.linked_page(after=cursor)[0])
             after = page_done(
                 checkpoint, phase="reconcile", cursor=cursor, retry_cursor=None, counters=Counters(), now=now
             )
             if last:
                 after = finish_pass(after, now=now, manifest_hash=checkpoint.manifest_hash or "")
-            return Page("reconcile", after, Counters(pages=1, rows_read=len(rows)), writes, resolve=False)
+            read = Counters(pages=1, rows_read=len(rows))
+            return Page("reconcile", after, read, writes, resolve=False, prefetched=following)
         raise FatalError(f"the checkpoint of {checkpoint.table} is in an unknown phase {checkpoint.phase!r}")
 
     def _mapping_page(self, checkpoint: Checkpoint, now: datetime, prefetched: Prefetched | None) -> Page:

@@ -240,6 +240,7 @@ class Worker:
                 min_batch=min(settings.write_batch, 50),
                 parallelism=settings.parallelism,
                 max_in_flight=settings.max_in_flight,
+                budget=settings.budget(),
             )
         return Linker(self.client, target, settings, now=self._clock, pool=self._pool)
 

@@ -11,7 +11,9 @@ Chunks take their slots first come, first served, so an earlier page's writes la
 page's. Reads take a slot of the reading user too (``reading``), ahead of queued writes: a request in
 flight costs execution time whatever it does, and Dataverse's execution-time limit (1,200 s per 300 s,
 per user) is, by Little's law, on average four requests in flight. Capping every request, reads
-included, at ``max_in_flight`` per user keeps a worker at that ceiling without earning 429s.
+included, at ``max_in_flight`` per user keeps a worker near that ceiling; each user's
+``ExecutionBudget`` (the durations it measured over the last 300 s) holds a write back when sending it
+would take the user past the limit, so reads borrowing a slot never tip a saturated user into a 429.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
-from .concurrency import AdaptiveLimit, next_batch_size
+from .concurrency import AdaptiveLimit, ExecutionBudget, next_batch_size
 from .dataverse.client import DataverseClient
 from .dataverse.errors import ThrottledError
 
@@ -87,6 +89,7 @@ class WritePool:
         target_seconds: float = 10.0,
         parallelism: int | None = None,
         max_in_flight: int | None = MAX_IN_FLIGHT,
+        budget: Callable[[], ExecutionBudget] | None = ExecutionBudget,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not clients:
@@ -103,6 +106,13 @@ class WritePool:
         self._slots = threading.Condition(self._lock)
         self._in_flight = [0] * len(self.clients)
         self._readers_waiting = [0] * len(self.clients)
+        self._budgets = [budget() for _ in self.clients] if budget is not None else None
+        """Each user's execution time over the service's window (``None``: not paced, only capped)."""
+        self._row_seconds: list[float | None] = [None] * len(self.clients)
+        """Each user's recent seconds per written row: what the next chunk is expected to take."""
+        self._read_seconds: list[float | None] = [None] * len(self.clients)
+        self.budget_waits = 0
+        """How many times a write waited for its user's execution-time budget (for tests and logs)."""
         self._tickets = itertools.count()
         self._serving = 0
         self._executor: ThreadPoolExecutor | None = None
@@ -125,24 +135,59 @@ class WritePool:
             return self._in_flight[index] <= self.limit(index).limit
         return self._in_flight[index] < self.limit(index).limit and self._readers_waiting[index] == 0
 
-    def _acquire_write(self) -> int:
-        """Wait for this chunk's turn and a free slot; return the least busy user's index."""
+    def _expected(self, index: int, rows: int | None) -> float:
+        """The seconds a request of user ``index`` is expected to take: a chunk of ``rows``, or a read."""
+        if rows is None:
+            return self._read_seconds[index] or 0.0
+        per_row = self._row_seconds[index]
+        return per_row * rows if per_row is not None else 0.0
+
+    def _acquire_write(self, rows: int) -> tuple[int, int | None]:
+        """Wait for this chunk's turn, a free slot and room in a user's execution-time budget.
+
+        Returns the least busy such user's index and the budget's token for the request.
+        """
         with self._slots:
             ticket = next(self._tickets)
+            waited = False
             while True:
+                timeout: float | None = None
                 if ticket == self._serving:
                     free = [i for i in range(len(self.clients)) if self._free(i, reader=False)]
-                    if free:
-                        index = min(free, key=lambda i: self._in_flight[i] / self.limit(i).limit)
+                    now = self._clock()
+                    waits = {i: self._budget_wait(i, now, rows) for i in free}
+                    ready = [i for i in free if waits[i] <= 0]
+                    if ready:
+                        index = min(ready, key=lambda i: self._in_flight[i] / self.limit(i).limit)
                         self._in_flight[index] += 1
                         self._serving += 1
+                        self.budget_waits += waited
                         self._slots.notify_all()
-                        return index
-                self._slots.wait()
+                        return index, self._budget_start(index, now, rows)
+                    if free:  # a slot is free but its user's budget is not: wait for the window to move
+                        timeout, waited = min(waits.values()), True
+                self._slots.wait(timeout)
 
-    def _release(self, index: int) -> None:
+    def _budget_wait(self, index: int, now: float, rows: int) -> float:
+        if self._budgets is None:
+            return 0.0
+        return self._budgets[index].wait_seconds(now, self._expected(index, rows))
+
+    def _budget_start(self, index: int, now: float, rows: int | None) -> int | None:
+        if self._budgets is None:
+            return None
+        return self._budgets[index].start(now, self._expected(index, rows))
+
+    def _release(self, index: int, token: int | None, rows: int | None) -> None:
+        """Free a slot; the request's duration joins its user's budget and expected durations."""
         with self._slots:
             self._in_flight[index] -= 1
+            if self._budgets is not None and token is not None:
+                seconds = self._budgets[index].end(token, self._clock())
+                if rows is None:
+                    self._read_seconds[index] = _smoothed(self._read_seconds[index], seconds)
+                elif rows > 0:
+                    self._row_seconds[index] = _smoothed(self._row_seconds[index], seconds / rows)
             self._slots.notify_all()
 
     @contextmanager
@@ -156,10 +201,11 @@ class WritePool:
             finally:
                 self._readers_waiting[index] -= 1
             self._in_flight[index] += 1
+            token = self._budget_start(index, self._clock(), None)
         try:
             yield self.clients[index]
         finally:
-            self._release(index)
+            self._release(index, token, None)
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -209,11 +255,13 @@ class WritePool:
     ) -> set[str]:
         if cancelled.is_set():
             return set()
-        index = self._acquire_write()
+        index, token = self._acquire_write(len(chunk))
         client, limit = self.clients[index], self.limit(index)
+        sent = 0
         try:
             if cancelled.is_set():
                 return set()
+            sent = len(chunk)
             throttled_before = client.counters.throttled
             started = self._clock()
             try:
@@ -225,7 +273,7 @@ class WritePool:
                 raise
             elapsed = (self._clock() - started) * self.batch_size / max(1, len(chunk))  # as if a full chunk
         finally:
-            self._release(index)
+            self._release(index, token, sent)
         if client.counters.throttled > throttled_before:
             limit.throttled()
         else:
@@ -240,3 +288,8 @@ class WritePool:
             )
             self._slots.notify_all()
         return failed
+
+
+def _smoothed(previous: float | None, sample: float, weight: float = 0.3) -> float:
+    """An exponential moving average: recent durations count most, one outlier does not dominate."""
+    return sample if previous is None else previous + weight * (sample - previous)

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration.concurrency import AdaptiveLimit, next_batch_size
+from hydration.concurrency import AdaptiveLimit, ExecutionBudget, next_batch_size
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
 from hydration.dataverse.client import DataverseClient
 from hydration.dataverse.errors import ThrottledError
@@ -184,3 +184,79 @@ def test_an_error_in_a_chunk_stops_the_chunks_of_its_submission_not_yet_sent() -
         submission.result()
     assert sent == [1]
     assert pool.limit(0).limit == 1
+
+
+def test_the_execution_budget_counts_the_window_and_requests_in_flight() -> None:
+    budget = ExecutionBudget(limit_seconds=100, window_seconds=300, share=1.0)
+    assert budget.wait_seconds(0.0, 500.0) == 0  # nothing counted yet: even an oversized request goes
+    first = budget.start(0.0, 30.0)
+    assert budget.used(10.0) == 30.0  # in flight at its expected duration
+    assert budget.used(40.0) == 40.0  # ... or at how long it has run, when longer
+    assert budget.end(first, 40.0) == 40.0
+    second = budget.start(50.0, 20.0)
+    assert budget.end(second, 70.0) == 20.0
+    assert budget.used(70.0) == 60.0
+    assert budget.wait_seconds(70.0, 40.0) == 0  # 60 + 40 fits in 100
+    # 60 + 50 does not: the first request (40 s, ended at 40) must leave the window, at 340.
+    assert budget.wait_seconds(70.0, 50.0) == pytest.approx(270.0)
+    assert budget.used(340.0) == 20.0  # it has
+    assert budget.wait_seconds(340.0, 50.0) == 0
+    assert budget.used(370.0) == 0.0  # and the second at 370
+
+
+def test_the_execution_budget_waits_for_an_answer_when_only_requests_in_flight_can_free_it() -> None:
+    budget = ExecutionBudget(limit_seconds=100, window_seconds=300, share=0.9)
+    assert budget.budget == pytest.approx(90.0)
+    budget.start(0.0, 80.0)
+    assert budget.wait_seconds(1.0, 5.0) == 0
+    assert budget.wait_seconds(1.0, 20.0) == 300.0  # until the pool is woken by an answer
+
+
+@pytest.mark.parametrize(
+    "options", [{"limit_seconds": 0}, {"window_seconds": -1}, {"share": 0}, {"share": 1.5}]
+)
+def test_an_invalid_execution_budget_is_refused(options: dict[str, float]) -> None:
+    with pytest.raises(ValueError, match="positive limit"):
+        ExecutionBudget(**options)
+
+
+def test_a_write_waits_for_its_users_budget_and_goes_once_the_window_has_moved() -> None:
+    now = [0.0]
+    pool = _pool(
+        1,
+        batch_size=10,
+        max_in_flight=4,
+        clock=lambda: now[0],
+        budget=lambda: ExecutionBudget(limit_seconds=100, window_seconds=300, share=1.0),
+    )
+    sent: list[tuple[float, int]] = []
+
+    def send(client: DataverseClient, chunk: Sequence[int]) -> set[str]:
+        sent.append((now[0], chunk[0]))
+        now[0] += 60.0  # each chunk "takes" a minute of the fake clock
+        return set()
+
+    assert pool.run(list(range(10)), send) == set()  # 60 s counted, 6 s a row expected from now on
+    submission = pool.submit(list(range(10, 20)), send)  # 60 + 60 > 100: it must wait
+    time.sleep(0.2)  # room for the write to go if the budget did not hold it
+    assert not submission.done()
+    assert [first for _, first in sent] == [0]
+    now[0] = 360.0  # the first minute has left the window
+    with pool.reading():  # any answer wakes the waiting write, which now finds room
+        pass
+    assert submission.result() == set()
+    assert [first for _, first in sent] == [0, 10]
+    assert sent[1][0] == 360.0
+    assert pool.budget_waits == 1
+
+
+def test_without_a_budget_the_pool_only_caps_writes_in_flight() -> None:
+    now = [0.0]
+    pool = _pool(1, batch_size=10, max_in_flight=4, clock=lambda: now[0], budget=None)
+
+    def send(client: DataverseClient, chunk: Sequence[int]) -> set[str]:
+        now[0] += 1000.0
+        return set()
+
+    assert pool.run(list(range(40)), send) == set()
+    assert pool.budget_waits == 0

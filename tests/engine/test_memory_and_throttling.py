@@ -211,3 +211,36 @@ def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_pois
     assert harness.outcomes[Outcome.THROTTLED] > 0  # long waits went back to the queue, not to failure
     summary = harness.summary("contact")
     assert summary["correct"] == summary["rows"]
+
+
+@pytest.mark.parametrize("paced", [True, False])
+def test_writes_paced_by_the_execution_budget_stay_under_the_limit(
+    emulator: EmulatorClient, azurite: str, paced: bool
+) -> None:
+    """A writer that keeps its slots busy meets the execution-time limit unless it paces itself.
+
+    The limit here is 6 server-seconds per 30 (a fiftieth of the documented rate), ten times faster
+    than real time: 0.6 s of execution per 3 s window. The paced pool is told those real-time figures.
+    """
+    factor, window, limit = 0.1, 30.0, 6.0
+    emulator.reset(contacts=1500, leads=0, seed=8)
+    emulator.limits(enabled=True, time_factor=factor, window_seconds=window, max_execution_seconds=limit)
+    link = LinkSettings(
+        page_size=500,
+        write_batch=100,
+        execution_limit_seconds=limit * factor if paced else None,
+        execution_window_seconds=window * factor,
+    )
+    harness = Harness(emulator, azurite, link=link)
+    _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
+    stats = emulator.stats()
+    assert tasks["contact"].status == "Successful"
+    assert drained.poisoned == 0
+    summary = harness.summary("contact")
+    assert summary["correct"] == summary["rows"]
+    charged = sum(stats["execution_seconds"].values())
+    assert charged > 2 * limit  # the pass needed several windows' worth of execution time
+    if paced:
+        assert sum(stats["throttled"].values()) == 0
+    else:
+        assert sum(stats["throttled"].values()) > 0

@@ -15,6 +15,7 @@ import requests
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.checkpoints import Checkpoint
+from hydration.dataverse.client import ClientSettings
 from hydration.linking import LinkSettings
 from hydration.state import StateStore
 from hydration.worker import Outcome
@@ -223,19 +224,80 @@ def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient
     assert per_user["app-2"]["rows_written"] > 0
 
 
-def test_a_page_costs_one_read_request(emulator: EmulatorClient, azurite: str) -> None:
+def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(
+    emulator: EmulatorClient, azurite: str
+) -> None:
     emulator.reset(contacts=6000, leads=0, seed=28)
     harness = Harness(emulator, azurite, link=LinkSettings(page_size=1000, write_batch=1000))
     _, tasks, _ = harness.run(tables=CONTACTS)
-    assert all_correct(harness.summary("contact"))
+    summary = harness.summary("contact")
+    assert all_correct(summary)
     requests_made = emulator.stats()["requests"]
     counters = tasks["contact"].counters
     assert counters["pages"] >= 12
-    # the step covered the pass: one query for whether the table supports UpdateMultiple, and the first
-    # page of each phase; every later page came in the $batch that read the page before it
+    # the step covered the pass: one query for whether the table supports UpdateMultiple and the first
+    # mapping page (every later mapping page came in the $batch that read the page before it), then the
+    # reconcile's pages, each its own query so that checking one page never holds up reading the next
     assert harness.outcomes[Outcome.DONE] == 1
-    assert requests_made["query"] == 3, requests_made
+    reconcile_pages = requests_made["query"] - 2
+    linked_pages = -(-summary["expected_links"] // 1000)
+    assert linked_pages <= reconcile_pages <= linked_pages + 1, requests_made
     # one $batch per page; a second only where a winner names a profile the page did not (a conflict)
     assert requests_made["batch"] <= counters["pages"] + counters["conflicts"], requests_made
     written = counters["written"]
     assert requests_made["update_multiple"] <= -(-written // 1000) + counters["pages"]
+
+
+class FailingCheckSession(requests.Session):
+    """A real session whose second reconcile check answers 503 once.
+
+    A reconcile check is a ``$batch`` that does not read source rows by key; failing one is a transient
+    failure in a page decided in the background.
+    """
+
+    lock = threading.Lock()
+    armed = False
+    checks = 0
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        body = kwargs.get("data") or b""
+        check = str(url).endswith("$batch") and b"PropertyName='contactid'" not in body
+        if FailingCheckSession.armed and method == "POST" and check:
+            with FailingCheckSession.lock:
+                FailingCheckSession.checks += 1
+                fail = FailingCheckSession.checks == 2
+            if fail:
+                response = requests.Response()
+                response.status_code = 503
+                response._content = b'{"error":{"code":"0x80040216","message":"Service unavailable"}}'
+                return response
+        return super().request(method, url, *args, **kwargs)
+
+
+def test_a_reconcile_page_that_fails_in_the_background_fails_the_step_and_is_redone(
+    emulator: EmulatorClient, azurite: str
+) -> None:
+    emulator.reset(contacts=3000, leads=0, seed=29)
+    FailingCheckSession.armed, FailingCheckSession.checks = False, 0
+    harness = Harness(
+        emulator,
+        azurite,
+        link=pipelined(step_pages=None, read_ahead=2),
+        client_settings=ClientSettings(max_retries=0),
+        session_factory=FailingCheckSession,
+    )
+    harness.run(tables=CONTACTS)
+    harness.em.reunify(0.05, seed=5)
+    harness.settle()
+    stale = harness.summary("contact")["stale"]
+    assert stale > 0
+    FailingCheckSession.armed = True
+
+    _, tasks, drained = harness.run(tables=CONTACTS, full=True)
+
+    assert FailingCheckSession.checks > 2  # the reconcile went on after the failure
+    assert drained.failed == 1  # the step stopped at the error; its redelivery resumed
+    assert drained.poisoned == 0
+    assert tasks["contact"].status == "Successful"
+    assert all_correct(harness.summary("contact"))
+    assert tasks["contact"].counters["cleared"] >= stale
