@@ -116,9 +116,10 @@ class StepPipeline:
         self._monotonic = monotonic
         self._stop = threading.Event()
         """Set by the first failed write of the step: none of its writes is sent after it."""
-        self._checks = ThreadPoolExecutor(min(self._read_ahead + 1, 3), thread_name_prefix="hydration-check")
-        """Decides the reconcile's pages in the background, three at most (each holds a page's mapping and
-        profiles while it reads them); one ``run`` per pipeline, shut down after it."""
+        self._checks = ThreadPoolExecutor(2, thread_name_prefix="hydration-check")
+        """Decides the reconcile's pages in the background, two at a time: a check takes about twice as
+        long as reading the next page, and each holds a page's mapping and profiles while it reads them.
+        One ``run`` per pipeline, shut down after it."""
 
     def run(
         self, checkpoint: Checkpoint, etag: str, finalize: Callable[[Checkpoint], Checkpoint]
@@ -150,7 +151,7 @@ class StepPipeline:
                 if stop:
                     pending[-1].final = True
                 drain = stop or planned.phase != page.phase
-                while pending and (drain or len(pending) > self._read_ahead):
+                while pending and (drain or len(pending) > self._ahead(page.phase)):
                     committed, etag = self._commit(pending.popleft(), committed, etag, finalize)
                 if stop:
                     return committed, etag
@@ -161,6 +162,18 @@ class StepPipeline:
                 if left.pending is not None:
                     left.pending.cancel()
             self._checks.shutdown(wait=True)
+
+    def _ahead(self, phase: str) -> int:
+        """Pages read ahead in a phase.
+
+        The reconcile writes little, so further users need no more of its pages queued (each holds its
+        rows while it is checked).
+        """
+        return (
+            min(self._read_ahead, max(0, self.settings.read_ahead))
+            if phase == "reconcile"
+            else self._read_ahead
+        )
 
     @property
     def _read_ahead(self) -> int:

@@ -1,8 +1,11 @@
 """Building ``$batch`` requests and reading their answers (client side).
 
-The request is written by hand (it is a few lines of a fixed shape); the answer, a MIME multipart
-message, is read with the standard library's ``email`` parser, which handles boundaries, nested change
-sets and line endings correctly.
+The request is written by hand (it is a few lines of a fixed shape). The answer, a MIME multipart
+message, is split at its boundaries here too, with the standard library's ``email`` package reading only
+the small ``Content-Type`` headers (boundary parameters, quoted or not): the ``email`` parser itself
+keeps several copies of the whole answer while it works (about six times its size), and answers of a
+few megabytes, several read at once, made that the worker's largest use of memory. Each part's body is
+sliced from the answer once; nested change sets and CRLF or bare LF line endings are handled.
 """
 
 from __future__ import annotations
@@ -12,8 +15,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import Any
 
 from .errors import TransientError
@@ -66,35 +67,83 @@ def build(parts: Sequence[Part], api_path: str) -> tuple[bytes, str]:
 
 def parse(body: bytes, content_type: str) -> list[PartResult]:
     """The answers of a batch response, in order (answers of a change set are flattened)."""
-    message = BytesParser(policy=HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + body
-    )
-    if not message.is_multipart():
+    boundary = _boundary(content_type)
+    if boundary is None:
         raise TransientError("the $batch answer is not multipart")
     results: list[PartResult] = []
-    _collect(message, results)
+    _collect(body, boundary, results)
     return results
 
 
-def _collect(message: Message, results: list[PartResult]) -> None:
-    payload = message.get_payload()
-    if not isinstance(payload, list):
+def _boundary(content_type: str) -> str | None:
+    """The boundary of a ``multipart/*`` content type, or ``None`` when it is not one."""
+    header = Message()
+    header["Content-Type"] = content_type
+    if header.get_content_maintype() != "multipart":
+        return None
+    boundary = header.get_param("boundary")
+    return boundary if isinstance(boundary, str) and boundary else None
+
+
+def _collect(body: bytes, boundary: str, results: list[PartResult]) -> None:
+    parts = _split(body, boundary)
+    if not parts:
         raise TransientError("the $batch answer has no parts")
-    for part in payload:
-        if not isinstance(part, Message):
-            raise TransientError("a $batch answer part is not a MIME part")
-        if part.is_multipart():
-            _collect(part, results)
-            continue
-        raw = part.get_payload(decode=True)
-        if not isinstance(raw, bytes):
-            raise TransientError("a $batch answer part has no body")
-        results.append(_http_response(raw))
+    for part in parts:
+        head, payload = _head_and_body(part)
+        headers = Message()
+        for line in head.decode("latin-1").splitlines():
+            name, sep, value = line.partition(":")
+            if sep:
+                headers[name.strip()] = value.strip()
+        nested = _boundary(headers.get("Content-Type", "application/http"))
+        if nested is not None:
+            _collect(payload, nested, results)
+        else:
+            results.append(_http_response(payload))
+
+
+def _split(body: bytes, boundary: str) -> list[bytes]:
+    """The parts between the delimiters ``--boundary`` (each at the start of a line).
+
+    A part ends before the line break that belongs to the delimiter after it.
+    """
+    delimiter = b"--" + boundary.encode("latin-1")
+    if body.startswith(delimiter):
+        position = 0
+    else:
+        position = body.find(b"\n" + delimiter) + 1
+        if position == 0:
+            raise TransientError("the $batch answer has no boundary")
+    parts: list[bytes] = []
+    while True:
+        after = position + len(delimiter)
+        if body.startswith(b"--", after):
+            return parts  # the close delimiter
+        line_end = body.find(b"\n", after)
+        if line_end < 0:
+            raise TransientError("the $batch answer ends inside a delimiter line")
+        following = body.find(b"\n" + delimiter, line_end)
+        if following < 0:
+            raise TransientError("the $batch answer is cut short (no closing boundary)")
+        end = following - 1 if body[following - 1 : following] == b"\r" else following
+        parts.append(body[line_end + 1 : max(end, line_end + 1)])
+        position = following + 1
+
+
+def _head_and_body(raw: bytes) -> tuple[bytes, bytes]:
+    """Headers and body of a part (or of an HTTP message), split at the first blank line."""
+    crlf, lf = raw.find(b"\r\n\r\n"), raw.find(b"\n\n")
+    if crlf >= 0 and (lf < 0 or crlf <= lf):
+        return raw[:crlf], raw[crlf + 4 :]
+    if lf >= 0:
+        return raw[:lf], raw[lf + 2 :]
+    return raw, b""
 
 
 def _http_response(raw: bytes) -> PartResult:
-    head, _, body = raw.replace(b"\r\n", b"\n").partition(b"\n\n")
-    lines = head.decode("latin-1").split("\n")
+    head, body = _head_and_body(raw)
+    lines = head.decode("latin-1").splitlines()
     status_line = lines[0].split(" ", 2)
     if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not status_line[1].isdigit():
         raise TransientError("a $batch answer part has no HTTP status line")
@@ -103,4 +152,4 @@ def _http_response(raw: bytes) -> PartResult:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
-    return PartResult(int(status_line[1]), headers, body.strip(b"\n"))
+    return PartResult(int(status_line[1]), headers, body.strip(b"\r\n"))

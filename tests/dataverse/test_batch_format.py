@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import tracemalloc
 
 import pytest
 
@@ -244,3 +245,54 @@ def test_built_request_is_a_valid_multipart_message() -> None:
     body, content_type = build([Part("GET", "WhoAmI"), Part("GET", "WhoAmI")], API)
     with pytest.raises(TransientError, match="status line"):
         parse(body, content_type)  # the parts are requests, not answers
+
+
+def test_parse_ignores_a_preamble_and_an_epilogue() -> None:
+    body = "\r\n".join(["a preamble line", *RESPONSE_LINES, "an epilogue"]).encode()
+    check_results(parse(body, CONTENT_TYPE))
+
+
+def test_parse_splits_only_at_delimiters_that_start_a_line() -> None:
+    rows = {"value": [{"name": f"not a delimiter: --{BATCH}"}]}
+    lines = [
+        f"--{BATCH}",
+        "Content-Type: application/http",
+        "",
+        "HTTP/1.1 200 OK",
+        "",
+        json.dumps(rows),
+        f"--{BATCH}--",
+        "",
+    ]
+    (result,) = parse("\r\n".join(lines).encode(), CONTENT_TYPE)
+    assert result.json() == rows
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "\r\n".join(RESPONSE_LINES[:-2]),  # no closing delimiter
+        "no boundary at all",
+        f"--{BATCH}",  # a delimiter line that never ends
+        f"--{BATCH}--\r\n",  # closed at once: no part
+    ],
+)
+def test_a_cut_or_empty_answer_is_transient(body: str) -> None:
+    with pytest.raises(TransientError):
+        parse(body.encode(), CONTENT_TYPE)
+
+
+def test_parse_keeps_memory_near_the_answers_size() -> None:
+    """Parsing copies the answer about once (the ``email`` parser kept six copies)."""
+    rows = {"value": [{"contactid": GUID, "_parentcustomerid_value": GUID} for _ in range(5000)]}
+    part = ["Content-Type: application/http", "", "HTTP/1.1 200 OK", "", json.dumps(rows)]
+    body = "\r\n".join([*(f"--{BATCH}\r\n" + "\r\n".join(part) for _ in range(4)), f"--{BATCH}--", ""])
+    raw = body.encode()
+    tracemalloc.start()
+    try:
+        results = parse(raw, CONTENT_TYPE)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(results) == 4
+    assert peak < 2.5 * len(raw)
