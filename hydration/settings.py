@@ -73,8 +73,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "DATAVERSE_EXTRA_CLIENT_IDS",
         "",
-        "Comma-separated client ids of further user-assigned identities, each its own application user; "
-        "writes are spread over all of them (each has its own service protection limits).",
+        "Comma-separated client ids of further user-assigned identities, each its own application user "
+        "with the same security role; writes are spread over all of them (each has its own service "
+        "protection limits), reads stay with the main identity.",
     ),
     Setting(
         "DATAVERSE_DEVELOPMENT_USER",
