@@ -288,9 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--rows", type=int, default=int(os.environ.get("BENCH_ROWS", "200000")))
     parser.add_argument("--users", default=os.environ.get("BENCH_USERS", "1,2,4"))
-    parser.add_argument(
-        "--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "1"))
-    )
+    parser.add_argument("--time-factor", type=float, default=float(os.environ.get("BENCH_TIME_FACTOR", "1")))
     parser.add_argument(
         "--naive-sample", type=int, default=500, help="rows of the naive baseline (0: skip it)"
     )
