@@ -202,3 +202,11 @@ class Harness:
     def summary(self, table: str) -> dict[str, int]:
         """The emulator's truth for a table."""
         return dict(self.em.links(table, rows="none")["summary"])
+
+
+def unavailable() -> requests.Response:
+    """A 503 answer as Dataverse words it, for sessions that fake a failing transport."""
+    response = requests.Response()
+    response.status_code = 503
+    response._content = b'{"error":{"code":"0x80040216","message":"Service unavailable"}}'
+    return response

@@ -20,7 +20,7 @@ from dataverse_emulator.client import EmulatorClient
 from hydration.dataverse.client import ClientSettings
 from hydration.linking import LinkSettings
 from hydration.worker import Outcome
-from tests.engine.harness import CONTACT_SOURCES, Harness
+from tests.engine.harness import CONTACT_SOURCES, Harness, unavailable
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,10 +118,7 @@ class FailingSession(requests.Session):
 
     def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
         if method == "POST" and "UpdateMultiple" in str(url):
-            response = requests.Response()
-            response.status_code = 503
-            response._content = b'{"error":{"code":"0x80040216","message":"Service unavailable"}}'
-            return response
+            return unavailable()
         return super().request(method, url, *args, **kwargs)
 
 

@@ -19,7 +19,7 @@ from hydration.dataverse.client import ClientSettings
 from hydration.linking import LinkSettings
 from hydration.state import StateStore
 from hydration.worker import Outcome
-from tests.engine.harness import CONTACT_SOURCES, Harness
+from tests.engine.harness import CONTACT_SOURCES, Harness, unavailable
 
 pytestmark = pytest.mark.integration
 CONTACTS = {"contact": CONTACT_SOURCES}
@@ -267,10 +267,7 @@ class FailingCheckSession(requests.Session):
                 FailingCheckSession.checks += 1
                 fail = FailingCheckSession.checks == 2
             if fail:
-                response = requests.Response()
-                response.status_code = 503
-                response._content = b'{"error":{"code":"0x80040216","message":"Service unavailable"}}'
-                return response
+                return unavailable()
         return super().request(method, url, *args, **kwargs)
 
 
