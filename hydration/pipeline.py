@@ -169,11 +169,7 @@ class StepPipeline:
         The reconcile writes little, so further users need no more of its pages queued (each holds its
         rows while it is checked).
         """
-        return (
-            min(self._read_ahead, max(0, self.settings.read_ahead))
-            if phase == "reconcile"
-            else self._read_ahead
-        )
+        return max(0, self.settings.read_ahead) if phase == "reconcile" else self._read_ahead
 
     @property
     def _read_ahead(self) -> int:
@@ -236,7 +232,7 @@ class StepPipeline:
                     self._checks.submit(lambda: linker.submit(linker.decide_reconcile(page_rows), stop=stop))
                 )
             following = None
-            if rows and not last and cursor:  # the next page is read while this one is checked
+            if rows and not last and cursor and self._ahead("reconcile"):  # read while this one is checked
                 following = Prefetched("reconcile", cursor, linker.linked_page(after=cursor)[0])
             after = page_done(
                 checkpoint, phase="reconcile", cursor=cursor, retry_cursor=None, counters=Counters(), now=now
