@@ -135,33 +135,6 @@ def start_pass(
     )
 
 
-def step_done(
-    checkpoint: Checkpoint,
-    *,
-    phase: str,
-    cursor: str | None,
-    retry_cursor: str | None,
-    counters: Counters,
-    now: datetime,
-) -> Checkpoint:
-    """The checkpoint after a step: the next step number, where to continue, counters so far.
-
-    ``cursor`` is the last key read in the mapping or reconcile phase (pages continue after it),
-    ``retry_cursor`` the last retry-list entry handled.
-    """
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}")
-    return replace(
-        checkpoint,
-        seq=checkpoint.seq + 1,
-        phase=phase,
-        cursor=cursor,
-        retry_cursor=retry_cursor,
-        counters=checkpoint.counters + counters,
-        lease_renewed=now,
-    )
-
-
 def page_done(
     checkpoint: Checkpoint,
     *,
@@ -171,17 +144,28 @@ def page_done(
     counters: Counters,
     now: datetime,
 ) -> Checkpoint:
-    """The checkpoint after one page of a step that goes on: as ``step_done``, the step number unchanged.
+    """The checkpoint after one page: where to continue, counters so far, the lease renewed.
 
-    A step may cover several pages and saves the checkpoint after each; a redelivery of its message
-    claims the same step number and resumes after the last saved page.
+    ``cursor`` is the last key read in the mapping or reconcile phase (pages continue after it),
+    ``retry_cursor`` the last retry-list entry handled. The step number is unchanged: a step may cover
+    several pages and saves the checkpoint after each, and a redelivery of its message claims the same
+    step number and resumes after the last saved page. ``next_step`` ends the step.
     """
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}")
     return replace(
-        step_done(
-            checkpoint, phase=phase, cursor=cursor, retry_cursor=retry_cursor, counters=counters, now=now
-        ),
-        seq=checkpoint.seq,
+        checkpoint,
+        phase=phase,
+        cursor=cursor,
+        retry_cursor=retry_cursor,
+        counters=checkpoint.counters + counters,
+        lease_renewed=now,
     )
+
+
+def next_step(checkpoint: Checkpoint) -> Checkpoint:
+    """The checkpoint at the end of a step: the next step number, which its continuation carries."""
+    return replace(checkpoint, seq=checkpoint.seq + 1)
 
 
 def mapping_done(checkpoint: Checkpoint) -> Checkpoint:

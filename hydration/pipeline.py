@@ -20,8 +20,8 @@ What stays as it was, page by page:
   dropped, those in flight are waited for, and the error goes to the worker, which re-enqueues,
   retries or fails the step; its redelivery resumes after the last saved page.
 
-Intermediate saves keep the step number (``checkpoints.page_done``); the last page's save moves it on
-(``finalize``), after which the worker sends the continuation exactly as for a one-page step.
+Every save keeps the step number (``checkpoints.page_done``); the last page's save also moves it on
+(``finalize``, with ``checkpoints.next_step``), after which the worker sends the continuation.
 """
 
 from __future__ import annotations

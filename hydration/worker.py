@@ -33,6 +33,7 @@ from .checkpoints import (
     Counters,
     full_pass_reason,
     lease_expired,
+    next_step,
     start_pass,
     window_end,
 )
@@ -281,7 +282,7 @@ class Worker:
 
         def finalize(last: Checkpoint) -> Checkpoint:
             """The step's end: the next step number, and a requested rerun's incremental pass."""
-            last = replace(last, seq=last.seq + 1)
+            last = next_step(last)
             if not last.active and last.rerun_requested and not plan:
                 end = window_end(self.client.server_now(max_age=0), self.settings.settle)
                 last = start_pass(

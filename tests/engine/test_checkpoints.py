@@ -15,8 +15,9 @@ from hydration.checkpoints import (
     full_pass_reason,
     lease_expired,
     mapping_done,
+    next_step,
+    page_done,
     start_pass,
-    step_done,
     window_end,
 )
 
@@ -205,18 +206,20 @@ def test_start_pass_keeps_table_bookkeeping() -> None:
     assert started.full_pass_owed is True
 
 
-# -- step_done -------------------------------------------------------------------------------------
+# -- page_done and next_step ---------------------------------------------------------------------
 
 
 def started_pass(full: bool = False) -> Checkpoint:
     return start_pass(hydrated(), run_id=RUN, owner="w1", now=T0, end=T0 - timedelta(minutes=15), full=full)
 
 
-def test_step_done_moves_to_the_next_step() -> None:
+def test_a_page_keeps_the_step_and_next_step_moves_to_the_next_one() -> None:
     later = T0 + timedelta(minutes=1)
-    stepped = step_done(
+    paged = page_done(
         started_pass(), phase="mapping", cursor="key-9", retry_cursor="r-3", counters=Counters(), now=later
     )
+    assert paged.seq == 0
+    stepped = next_step(paged)
     assert stepped.seq == 1
     assert stepped.phase == "mapping"
     assert stepped.cursor == "key-9"
@@ -224,10 +227,10 @@ def test_step_done_moves_to_the_next_step() -> None:
     assert stepped.lease_renewed == later
 
 
-def test_step_done_accumulates_counters() -> None:
+def test_pages_accumulate_counters() -> None:
     checkpoint = started_pass()
     for i in range(3):
-        checkpoint = step_done(
+        checkpoint = page_done(
             checkpoint,
             phase="mapping",
             cursor=f"k{i}",
@@ -235,20 +238,21 @@ def test_step_done_accumulates_counters() -> None:
             counters=Counters(pages=1, rows_read=100, written=7, throttled_seconds=0.5),
             now=T0,
         )
+        checkpoint = next_step(checkpoint)
     assert checkpoint.seq == 3
     assert checkpoint.counters == Counters(pages=3, rows_read=300, written=21, throttled_seconds=1.5)
 
 
 @pytest.mark.parametrize("phase", PHASES)
-def test_step_done_accepts_every_phase(phase: str) -> None:
-    assert step_done(started_pass(), phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
+def test_page_done_accepts_every_phase(phase: str) -> None:
+    assert page_done(started_pass(), phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
 
 
 @pytest.mark.parametrize("phase", ["", "Mapping", "done", "finished", "mapping "])
-def test_step_done_refuses_an_unknown_phase(phase: str) -> None:
+def test_page_done_refuses_an_unknown_phase(phase: str) -> None:
     checkpoint = started_pass()
     with pytest.raises(ValueError, match="unknown phase"):
-        step_done(checkpoint, phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
+        page_done(checkpoint, phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
 
 
 # -- mapping_done ----------------------------------------------------------------------------------
@@ -268,7 +272,7 @@ def test_mapping_done_moves_the_watermark_to_the_window_end() -> None:
 
 def test_finish_full_pass() -> None:
     checkpoint = mapping_done(
-        step_done(
+        page_done(
             started_pass(full=True),
             phase="reconcile",
             cursor="x",
@@ -344,7 +348,7 @@ def test_lease_expires_after_ttl_without_progress() -> None:
 
 
 def test_progress_renews_the_lease() -> None:
-    checkpoint = step_done(
+    checkpoint = page_done(
         started_pass(), phase="mapping", cursor=None, retry_cursor=None, counters=Counters(), now=T0 + TTL
     )
     assert lease_expired(checkpoint, now=T0 + TTL + timedelta(minutes=1), ttl=TTL) is False
