@@ -71,13 +71,20 @@ class LinkSettings:
     stay under (``concurrency.ExecutionBudget``); ``None`` turns pacing off (429s still slow writes)."""
     execution_window_seconds: float = WINDOW_SECONDS
 
-    def budget(self) -> Callable[[], ExecutionBudget] | None:
-        """A factory of one user's execution-time budget, or ``None`` when writes are not paced."""
-        limit = self.execution_limit_seconds
-        if limit is None:
-            return None
-        window = self.execution_window_seconds
-        return lambda: ExecutionBudget(limit_seconds=limit, window_seconds=window)
+    def write_pool(self, clients: Sequence[DataverseClient]) -> WritePool:
+        """The write pool these settings describe, over one client per application user."""
+        limit, window = self.execution_limit_seconds, self.execution_window_seconds
+        return WritePool(
+            clients,
+            batch_size=self.write_batch,
+            max_batch=max(self.write_batch, 1000),
+            min_batch=min(self.write_batch, 50),
+            parallelism=self.parallelism,
+            max_in_flight=self.max_in_flight,
+            budget=None
+            if limit is None
+            else lambda: ExecutionBudget(limit_seconds=limit, window_seconds=window),
+        )
 
 
 @dataclass(frozen=True)
@@ -251,13 +258,7 @@ class Linker:
         self.client = client
         self.target = target
         self.settings = settings
-        self.pool = pool or WritePool(
-            [client],
-            batch_size=settings.write_batch,
-            parallelism=settings.parallelism,
-            max_in_flight=settings.max_in_flight,
-            budget=settings.budget(),
-        )
+        self.pool = pool or settings.write_pool([client])
         self._now = now
         self._lookup_value = odata.lookup_value(target.lookup.attribute)
 

@@ -234,15 +234,7 @@ class Worker:
         target = self._targets.get((task.table, sources)) or self._target(task)[0]
         settings = replace(self.settings.link, plan=plan)
         if self._pool is None:
-            self._pool = WritePool(
-                [self.client, *self._write_clients],
-                batch_size=settings.write_batch,
-                max_batch=max(settings.write_batch, 1000),
-                min_batch=min(settings.write_batch, 50),
-                parallelism=settings.parallelism,
-                max_in_flight=settings.max_in_flight,
-                budget=settings.budget(),
-            )
+            self._pool = settings.write_pool([self.client, *self._write_clients])
         return Linker(self.client, target, settings, now=self._clock, pool=self._pool)
 
     # -- duplicates -------------------------------------------------------------------------

@@ -112,7 +112,7 @@ class WritePool:
         """Each user's recent seconds per written row: what the next chunk is expected to take."""
         self._read_seconds: list[float | None] = [None] * len(self.clients)
         self.budget_waits = 0
-        """How many times a write waited for its user's execution-time budget (for tests and logs)."""
+        """How many writes waited for their user's execution-time budget (what tests observe of pacing)."""
         self._tickets = itertools.count()
         self._serving = 0
         self._executor: ThreadPoolExecutor | None = None
