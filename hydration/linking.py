@@ -132,7 +132,7 @@ class State:
     winners: dict[str, tuple[Winner | None, bool]] = field(default_factory=dict)
     """Each named source row's winning mapping row, and whether its mapping rows disagree."""
     next_page: list[dict[str, Any]] | None = None
-    """The next page's rows, when the batch carried its query (see ``Linker.page_part``)."""
+    """The next page's rows, when the batch carried its query (see ``Linker.mapping_page_part``)."""
 
 
 @dataclass
@@ -159,12 +159,6 @@ class DeferredWrites:
 
     def __init__(self, future: Future[PendingWrites]) -> None:
         self._future = future
-
-    def done(self) -> bool:
-        """Whether the page was decided and every request has landed (or the decision failed)."""
-        if not self._future.done():
-            return False
-        return self._future.exception() is not None or self._future.result().done()
 
     def cancel(self) -> None:
         """Decide nothing more, send nothing more, and wait for what is in flight."""
@@ -196,10 +190,6 @@ class PendingWrites:
         self._writes = writes
         self._clears = clears
         self._clear_stale = clear_stale
-
-    def done(self) -> bool:
-        """Whether every request has landed."""
-        return all(s is None or s.done() for s in (self._writes, self._clears))
 
     def cancel(self) -> None:
         """Send nothing more and wait for what is in flight (the step is being abandoned)."""
