@@ -91,12 +91,7 @@ def _collect(body: bytes, boundary: str, results: list[PartResult]) -> None:
         raise TransientError("the $batch answer has no parts")
     for part in parts:
         head, payload = _head_and_body(part)
-        headers = Message()
-        for line in head.decode("latin-1").splitlines():
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip()] = value.strip()
-        nested = _boundary(headers.get("Content-Type", "application/http"))
+        nested = _boundary(_headers(head.decode("latin-1").splitlines()).get("content-type", ""))
         if nested is not None:
             _collect(payload, nested, results)
         else:
@@ -147,9 +142,14 @@ def _http_response(raw: bytes) -> PartResult:
     status_line = lines[0].split(" ", 2)
     if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not status_line[1].isdigit():
         raise TransientError("a $batch answer part has no HTTP status line")
+    return PartResult(int(status_line[1]), _headers(lines[1:]), body.strip(b"\r\n"))
+
+
+def _headers(lines: list[str]) -> dict[str, str]:
+    """Header lines as a dict with lower-case names."""
     headers: dict[str, str] = {}
-    for line in lines[1:]:
+    for line in lines:
         name, sep, value = line.partition(":")
         if sep:
             headers[name.strip().lower()] = value.strip()
-    return PartResult(int(status_line[1]), headers, body.strip(b"\r\n"))
+    return headers
