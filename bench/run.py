@@ -34,13 +34,14 @@ from devtools.azurite import Azurite
 from hydration.dataverse.auth import token_provider
 from hydration.dataverse.client import DataverseClient
 from hydration.dataverse.errors import NotFoundError
-from hydration.linking import LinkSettings
+from hydration.link_settings import LinkSettings
+from hydration.passes import EngineSettings
 from hydration.runs import start_run
 from hydration.state import StateStore
 from hydration.storage.driver import Delivery, QueueDriver
 from hydration.storage.queues import AzureTaskQueue, poison_queue_name
 from hydration.storage.tables import AzureStateTables
-from hydration.worker import EngineSettings, Worker
+from hydration.worker import Worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {"contact": [("DataverseSales", "contact"), ("DataverseMarketing", "contact")]}

@@ -15,9 +15,50 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
-PHASES = ("idle", "retry", "mapping", "reconcile")
+
+class Phase(StrEnum):
+    """Where a pass stands. A pass goes retry → mapping → (full passes only) reconcile → done."""
+
+    RETRY = "retry"
+    """Re-deciding the rows of the table's retry list, a page at a time."""
+    MAPPING = "mapping"
+    """Paging the mapping rows of the pass's window."""
+    RECONCILE = "reconcile"
+    """A full pass re-checks every linked row and clears stale links."""
+    DONE = "done"
+    """No pass under way."""
+
+    @classmethod
+    def parse(cls, value: object) -> Phase:
+        """A stored phase; ``idle`` is how earlier versions stored ``done``."""
+        return cls.DONE if value == "idle" else cls(str(value))
+
+
+class FullPassReason(StrEnum):
+    """Why a pass must be full, each with the message the task records."""
+
+    ASKED = "asked"
+    FIRST = "first"
+    OWED = "owed"
+    CONFIGURATION = "configuration"
+    SCHEDULED = "scheduled"
+
+    @property
+    def message(self) -> str:
+        """The reason in words, as the task's details and the logs give it."""
+        return _REASONS[self]
+
+
+_REASONS = {
+    FullPassReason.ASKED: "a full pass was asked for",
+    FullPassReason.FIRST: "the table has no checkpoint yet",
+    FullPassReason.OWED: "a full pass is owed (the lookup was just created or a reconcile was interrupted)",
+    FullPassReason.CONFIGURATION: "the table's configuration changed",
+    FullPassReason.SCHEDULED: "the scheduled full pass is due",
+}
 
 
 @dataclass(frozen=True)
@@ -68,7 +109,7 @@ class Checkpoint:
     run_id: str | None = None
     seq: int = 0
     sent_seq: int = 0
-    phase: str = "idle"
+    phase: Phase = Phase.DONE
     full: bool = False
     window_start: datetime | None = None
     window_end: datetime | None = None
@@ -82,7 +123,7 @@ class Checkpoint:
     @property
     def active(self) -> bool:
         """Whether a pass is under way."""
-        return self.phase != "idle"
+        return self.phase is not Phase.DONE
 
 
 def window_end(server_now: datetime, settle: timedelta) -> datetime:
@@ -90,21 +131,31 @@ def window_end(server_now: datetime, settle: timedelta) -> datetime:
     return server_now - settle
 
 
+def full_pass_cause(
+    checkpoint: Checkpoint, *, now: datetime, manifest_hash: str, full_every: timedelta, forced: bool
+) -> FullPassReason | None:
+    """Why the next pass must be full, or ``None`` when an incremental pass is enough."""
+    if forced:
+        return FullPassReason.ASKED
+    if checkpoint.watermark is None:
+        return FullPassReason.FIRST
+    if checkpoint.full_pass_owed:
+        return FullPassReason.OWED
+    if checkpoint.manifest_hash != manifest_hash:
+        return FullPassReason.CONFIGURATION
+    if checkpoint.last_full_pass is None or now - checkpoint.last_full_pass >= full_every:
+        return FullPassReason.SCHEDULED
+    return None
+
+
 def full_pass_reason(
     checkpoint: Checkpoint, *, now: datetime, manifest_hash: str, full_every: timedelta, forced: bool
 ) -> str | None:
-    """Why the next pass must be full, or ``None`` when an incremental pass is enough."""
-    if forced:
-        return "a full pass was asked for"
-    if checkpoint.watermark is None:
-        return "the table has no checkpoint yet"
-    if checkpoint.full_pass_owed:
-        return "a full pass is owed (the lookup was just created or a reconcile was interrupted)"
-    if checkpoint.manifest_hash != manifest_hash:
-        return "the table's configuration changed"
-    if checkpoint.last_full_pass is None or now - checkpoint.last_full_pass >= full_every:
-        return "the scheduled full pass is due"
-    return None
+    """``full_pass_cause`` in words (what the timer reports), or ``None``."""
+    cause = full_pass_cause(
+        checkpoint, now=now, manifest_hash=manifest_hash, full_every=full_every, forced=forced
+    )
+    return None if cause is None else cause.message
 
 
 def start_pass(
@@ -122,7 +173,7 @@ def start_pass(
         run_id=run_id,
         seq=seq,
         sent_seq=seq,
-        phase="retry",
+        phase=Phase.RETRY,
         full=full,
         window_start=None if full else checkpoint.watermark,
         window_end=end,
@@ -135,49 +186,62 @@ def start_pass(
     )
 
 
-def page_done(
-    checkpoint: Checkpoint,
-    *,
-    phase: str,
-    cursor: str | None,
-    retry_cursor: str | None,
-    counters: Counters,
-    now: datetime,
-) -> Checkpoint:
-    """The checkpoint after one page: where to continue, counters so far, the lease renewed.
+@dataclass(frozen=True)
+class PageOutcome:
+    """What reading one page of a phase found out: where it ended, and whether the server has more."""
 
-    ``cursor`` is the last key read in the mapping or reconcile phase (pages continue after it),
-    ``retry_cursor`` the last retry-list entry handled. The step number is unchanged: a step may cover
-    several pages and saves the checkpoint after each, and a redelivery of its message claims the same
-    step number and resumes after the last saved page. ``next_step`` ends the step.
+    phase: Phase
+    cursor: str | None
+    """The last key read (mapping, reconcile) or the last retry-list entry handled (retry)."""
+    more: bool
+    """Whether more rows follow: the server gave a next link, or the retry list has further entries.
+    Never guessed from a page's size, which a server may keep below the size asked for."""
+
+
+def advance(checkpoint: Checkpoint, outcome: PageOutcome, *, now: datetime) -> Checkpoint:
+    """The checkpoint after a page: the same phase further on, or the next phase, or the pass done.
+
+    Counters are added when the page's writes have landed (the sequencer's commit), not here. The
+    step number is unchanged: a step may cover several pages; ``end_step`` moves it on.
     """
-    if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}")
-    return replace(
-        checkpoint,
-        phase=phase,
-        cursor=cursor,
-        retry_cursor=retry_cursor,
-        counters=checkpoint.counters + counters,
-        lease_renewed=now,
+    if checkpoint.phase is Phase.DONE or outcome.phase is not checkpoint.phase:
+        raise ValueError(f"a {outcome.phase} page cannot advance a checkpoint in phase {checkpoint.phase}")
+    renewed = replace(checkpoint, lease_renewed=now)
+    if outcome.phase is Phase.RETRY:
+        if outcome.more:
+            return replace(renewed, retry_cursor=outcome.cursor)
+        return replace(renewed, phase=Phase.MAPPING, cursor=None, retry_cursor=None)
+    if outcome.more:
+        return replace(renewed, cursor=outcome.cursor)
+    if outcome.phase is Phase.MAPPING:
+        mapped = replace(renewed, watermark=renewed.window_end, cursor=None)  # the window is fully read
+        if mapped.full:
+            return replace(mapped, phase=Phase.RECONCILE)
+        return finish_pass(mapped, now=now, manifest_hash=mapped.manifest_hash or "")
+    return finish_pass(renewed, now=now, manifest_hash=renewed.manifest_hash or "")
+
+
+def end_step(checkpoint: Checkpoint, *, rerun_end: datetime | None, owner: str, now: datetime) -> Checkpoint:
+    """The checkpoint at the end of a step: the next step number, which its continuation carries.
+
+    When the step finished the pass and a rerun was asked for meanwhile (``rerun_requested``), an
+    incremental pass starts in the same run, window ending at ``rerun_end`` (``None``: no rerun, as in
+    a dry run), with its first step's continuation still to send.
+    """
+    ended = replace(checkpoint, seq=checkpoint.seq + 1)
+    if ended.active or not ended.rerun_requested or rerun_end is None or ended.run_id is None:
+        return ended
+    restarted = start_pass(
+        ended, run_id=ended.run_id, owner=owner, now=now, end=rerun_end, full=False, seq=ended.seq
     )
-
-
-def next_step(checkpoint: Checkpoint) -> Checkpoint:
-    """The checkpoint at the end of a step: the next step number, which its continuation carries."""
-    return replace(checkpoint, seq=checkpoint.seq + 1)
-
-
-def mapping_done(checkpoint: Checkpoint) -> Checkpoint:
-    """The mapping window is fully read: the watermark moves to the window's end."""
-    return replace(checkpoint, watermark=checkpoint.window_end)
+    return replace(restarted, sent_seq=restarted.seq - 1)
 
 
 def finish_pass(checkpoint: Checkpoint, *, now: datetime, manifest_hash: str) -> Checkpoint:
     """The checkpoint once a pass is complete: idle, lease released, full-pass bookkeeping updated."""
     return replace(
         checkpoint,
-        phase="idle",
+        phase=Phase.DONE,
         cursor=None,
         retry_cursor=None,
         watermark=checkpoint.window_end if checkpoint.watermark is None else checkpoint.watermark,
@@ -194,3 +258,13 @@ def lease_expired(checkpoint: Checkpoint, *, now: datetime, ttl: timedelta) -> b
     if not checkpoint.active:
         return True
     return checkpoint.lease_renewed is None or now - checkpoint.lease_renewed >= ttl
+
+
+def only_rerun_asked(stored: Checkpoint, ours: Checkpoint) -> bool:
+    """Whether the checkpoint saved meanwhile is ours with nothing but a rerun request added.
+
+    Another run that finds the table busy saves ``rerun_requested`` on the running pass's checkpoint.
+    The running step then meets a changed ETag; it must merge the request and carry on, not stop as if
+    another copy of its message had taken over (which changes the lease or the step).
+    """
+    return stored.rerun_requested and replace(stored, rerun_requested=ours.rerun_requested) == ours

@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import sys
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -70,6 +69,7 @@ def local_driver(
         max_dequeue_count=max_dequeue_count,
         visibility_timeout=host_visibility_timeout if visibility_timeout is None else visibility_timeout,
         lease_seconds=lease_seconds,
+        clock=svc.clock,
     )
 
 
@@ -104,7 +104,7 @@ def drain_run(
         if view["status"] in FINAL:
             return view
         if driver.step() is None:
-            time.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
+            driver.clock.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
 
 
 def _start(svc: Services, request: RunRequest, out: TextIO) -> int:

@@ -29,6 +29,10 @@ class Clock(Protocol):
         """Wait this long (backoff, pacing, the local queue driver's polling)."""
         ...
 
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        """Wait on a held condition until notified or ``timeout`` seconds have passed on this clock."""
+        ...
+
 
 class SystemClock:
     """The real clock."""
@@ -44,6 +48,10 @@ class SystemClock:
     def sleep(self, seconds: float) -> None:
         """``time.sleep``."""
         time.sleep(max(0.0, seconds))
+
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        """``condition.wait``."""
+        condition.wait(timeout)
 
 
 class FakeClock:
@@ -76,6 +84,17 @@ class FakeClock:
         self.advance(max(0.0, seconds))
         with self._lock:
             self.slept += max(0.0, seconds)
+
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        """Without a timeout, wait to be notified; with one, let that much fake time pass at once.
+
+        The condition is released for a moment all the same, so the threads it waits for can move on.
+        """
+        if timeout is None:
+            condition.wait()
+        else:
+            condition.wait(0.001)
+            self.sleep(timeout)
 
     def advance(self, seconds: float) -> None:
         """Move both clocks on (a test's way to let time pass)."""

@@ -17,9 +17,8 @@ from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-EXECUTION_LIMIT_SECONDS = 1200.0
-WINDOW_SECONDS = 300.0
-"""Dataverse's execution-time limit per user: 1,200 s of combined execution time per 300 s sliding window."""
+from .link_settings import EXECUTION_LIMIT_SECONDS, WINDOW_SECONDS
+
 BUDGET_SHARE = 0.98
 """The share of that limit a worker allows itself: the rest is for requests it does not see (planner,
 metadata, another worker with the same user) and for the difference between its clock and the server's."""

@@ -15,7 +15,7 @@ from .dataverse import odata
 from .dataverse.client import DataverseClient
 from .dataverse.errors import NotFoundError
 from .dataverse.metadata import Metadata
-from .linking import MAPPING_SET
+from .mapping import MAPPING_SET
 
 _SOURCE = "msdynci_datasourcename"
 _ENTITY = "msdynci_entityname"

@@ -24,7 +24,6 @@ from .dataverse import odata
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, NotFoundError
 from .dataverse.metadata import Metadata
-from .linking import MAPPING_SET, sources_filter
 from .manifest import (
     RUN_SKIPPED_NONE,
     Entry,
@@ -35,13 +34,14 @@ from .manifest import (
     run_problem,
 )
 from .manifest import parse as parse_manifest
+from .mapping import MAPPING_SET, sources_filter
 from .messages import TaskMessage
+from .passes import manifest_hash
 from .runs import start_run
 from .settings import Settings
 from .state import StateStore, TaskRecord, new_run_id
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
-from .worker import manifest_hash
 
 log = logging.getLogger(__name__)
 FAILED_RETRY_AFTER = timedelta(hours=1)

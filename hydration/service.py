@@ -9,25 +9,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from azure.core.credentials import TokenCredential
 
+from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.auth import token_provider
 from .dataverse.client import DataverseClient
 from .dataverse.metadata import Metadata
+from .passes import EngineSettings
 from .planner import Planner
 from .settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE, Settings, StorageSettings
 from .state import StateStore
 from .storage.queues import AzureTaskQueue, TaskQueue
 from .storage.tables import AzureStateTables, StateTables
-from .worker import EngineSettings, Worker
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+from .worker import Worker
 
 
 def _storage_credential(storage: StorageSettings) -> TokenCredential:
@@ -57,7 +54,9 @@ def storage_adapters(storage: StorageSettings) -> tuple[StateTables, TaskQueue, 
     )
 
 
-def dataverse_clients(settings: Settings) -> tuple[DataverseClient, list[DataverseClient]]:
+def dataverse_clients(
+    settings: Settings, clock: Clock = SYSTEM_CLOCK
+) -> tuple[DataverseClient, list[DataverseClient]]:
     """The main client and one per further application user (the credential pool)."""
 
     def client(user: str | None, client_id: str | None) -> DataverseClient:
@@ -86,7 +85,8 @@ class Services:
     poison: TaskQueue
     client: DataverseClient
     write_clients: list[DataverseClient] = field(default_factory=list)
-    clock: Callable[[], datetime] = _now
+    clock: Clock = SYSTEM_CLOCK
+    """The one clock of the process: the client, the write pool, the worker and the planner read it."""
 
     def __post_init__(self) -> None:
         self.metadata = Metadata(self.client)
@@ -94,10 +94,10 @@ class Services:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], datetime] = _now) -> Services:
+    def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Services:
         """Real adapters for the settings (Azure Storage or Azurite, the organization or the emulator)."""
         tables, queue, poison = storage_adapters(settings.storage)
-        client, extra = dataverse_clients(settings)
+        client, extra = dataverse_clients(settings, clock)
         state = StateStore(tables, prefix=settings.table_prefix)
         return cls(
             settings=settings,
@@ -144,7 +144,7 @@ class Services:
             state=self.state,
             queue=self.queue,
             metadata=self.metadata,
-            clock=self.clock,
+            clock=self.clock.now,
         )
 
 

@@ -23,7 +23,7 @@ from .dataverse.auth import is_loopback
 from .dataverse.client import ClientSettings
 from .dataverse.metadata import LookupSpec
 from .dataverse.odata import InvalidNameError
-from .linking import LinkSettings
+from .link_settings import LinkSettings
 
 QUEUE_NAME = "hydration-tasks"
 """The job queue; the host moves messages that keep failing to ``hydration-tasks-poison``."""

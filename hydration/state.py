@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
-from .checkpoints import Checkpoint, Counters
+from .checkpoints import Checkpoint, Counters, Phase
 from .storage.errors import ConflictError
 from .storage.tables import StateTables
 
@@ -58,6 +58,9 @@ class TaskRecord:
     ended: datetime | None = None
     counters: dict[str, Any] = field(default_factory=dict)
     lookup: dict[str, Any] = field(default_factory=dict)
+    requeues: int = 0
+    """Re-enqueues for throttling of step ``requeue_seq`` (the cap is per step)."""
+    requeue_seq: int = -1
 
     def to_entity(self) -> dict[str, Any]:
         """Storage properties."""
@@ -87,12 +90,14 @@ def _checkpoint_entity(checkpoint: Checkpoint) -> dict[str, Any]:
         f.name: getattr(checkpoint, f.name) for f in fields(checkpoint) if f.name not in ("table", "counters")
     }
     values["counters"] = checkpoint.counters.to_dict()
+    values["phase"] = str(checkpoint.phase)
     return values
 
 
 def _checkpoint(table: str, entity: dict[str, Any]) -> Checkpoint:
     known = {f.name for f in fields(Checkpoint)} - {"table", "counters"}
     values = {k: v for k, v in entity.items() if k in known and v is not None}
+    values["phase"] = Phase.parse(values.get("phase", Phase.DONE))
     return Checkpoint(table=table, counters=Counters.from_dict(entity.get("counters")), **values)
 
 
@@ -218,11 +223,13 @@ class StateStore:
     # -- retry list -------------------------------------------------------------------------
 
     def retry_entries(self, table: str, *, after: str | None, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """Up to ``limit`` retry-list entries of a table with row keys after ``after``."""
+        """Up to ``limit`` retry-list entries of a table with row keys after ``after``.
+
+        A key-ranged read that stops at ``limit``: a page costs what it returns, not a scan of the
+        list from its start. Ask for one more than a page to learn whether more follow.
+        """
         found: list[tuple[str, dict[str, Any]]] = []
-        for key, value in self.tables.query(self.retries_table, table):
-            if after is not None and key <= after:
-                continue
+        for key, value in self.tables.query(self.retries_table, table, after=after):
             found.append((key, value.entity))
             if len(found) >= limit:
                 break

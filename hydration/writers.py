@@ -21,20 +21,19 @@ from __future__ import annotations
 import contextlib
 import itertools
 import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Generic, TypeVar
 
+from .clock import SYSTEM_CLOCK, Clock
 from .concurrency import AdaptiveLimit, ExecutionBudget, next_batch_size
 from .dataverse.client import DataverseClient
 from .dataverse.errors import ThrottledError
+from .link_settings import MAX_IN_FLIGHT, LinkSettings
 
 T = TypeVar("T")
 DEFAULT_PARALLELISM = 4
-MAX_IN_FLIGHT = 4
-"""Requests per application user: 1,200 s of execution time per 300 s is four in flight on average."""
 
 
 class Submission(Generic[T]):
@@ -43,10 +42,6 @@ class Submission(Generic[T]):
     def __init__(self, futures: list[Future[set[str]]], cancelled: threading.Event) -> None:
         self._futures = futures
         self._cancelled = cancelled
-
-    def done(self) -> bool:
-        """Whether every chunk has landed (or failed)."""
-        return all(f.done() for f in self._futures)
 
     def result(self) -> set[str]:
         """Wait for every chunk, then return the ids reported failed, or raise the first chunk's error.
@@ -79,6 +74,25 @@ class Submission(Generic[T]):
 class WritePool:
     """The clients (one per application user) that bulk writes go through."""
 
+    @classmethod
+    def for_settings(
+        cls, clients: Sequence[DataverseClient], settings: LinkSettings, *, clock: Clock = SYSTEM_CLOCK
+    ) -> WritePool:
+        """The write pool a pass's settings describe, over one client per application user."""
+        limit, window = settings.execution_limit_seconds, settings.execution_window_seconds
+        return cls(
+            clients,
+            batch_size=settings.write_batch,
+            max_batch=max(settings.write_batch, 1000),
+            min_batch=min(settings.write_batch, 50),
+            parallelism=settings.parallelism,
+            max_in_flight=settings.max_in_flight,
+            budget=None
+            if limit is None
+            else lambda: ExecutionBudget(limit_seconds=limit, window_seconds=window),
+            clock=clock,
+        )
+
     def __init__(
         self,
         clients: Sequence[DataverseClient],
@@ -90,7 +104,7 @@ class WritePool:
         parallelism: int | None = None,
         max_in_flight: int | None = MAX_IN_FLIGHT,
         budget: Callable[[], ExecutionBudget] | None = ExecutionBudget,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if not clients:
             raise ValueError("a write pool needs at least one client")
@@ -154,7 +168,7 @@ class WritePool:
                 timeout: float | None = None
                 if ticket == self._serving:
                     free = [i for i in range(len(self.clients)) if self._free(i, reader=False)]
-                    now = self._clock()
+                    now = self._clock.monotonic()
                     waits = {i: self._budget_wait(i, now, rows) for i in free}
                     ready = [i for i in free if waits[i] <= 0]
                     if ready:
@@ -166,7 +180,7 @@ class WritePool:
                         return index, self._budget_start(index, now, rows)
                     if free:  # a slot is free but its user's budget is not: wait for the window to move
                         timeout, waited = min(waits.values()), True
-                self._slots.wait(timeout)
+                self._clock.wait(self._slots, timeout)
 
     def _budget_wait(self, index: int, now: float, rows: int) -> float:
         if self._budgets is None:
@@ -183,7 +197,7 @@ class WritePool:
         with self._slots:
             self._in_flight[index] -= 1
             if self._budgets is not None and token is not None:
-                seconds = self._budgets[index].end(token, self._clock())
+                seconds = self._budgets[index].end(token, self._clock.monotonic())
                 if rows is None:
                     self._read_seconds[index] = _smoothed(self._read_seconds[index], seconds)
                 elif rows > 0:
@@ -201,7 +215,7 @@ class WritePool:
             finally:
                 self._readers_waiting[index] -= 1
             self._in_flight[index] += 1
-            token = self._budget_start(index, self._clock(), None)
+            token = self._budget_start(index, self._clock.monotonic(), None)
         try:
             yield self.clients[index]
         finally:
@@ -243,10 +257,6 @@ class WritePool:
         futures = [executor.submit(self._send_one, c, send, cancelled) for c in chunks]
         return Submission(futures, cancelled)
 
-    def run(self, items: Sequence[T], send: Callable[[DataverseClient, Sequence[T]], set[str]]) -> set[str]:
-        """Send ``items`` in chunks over the pool and wait; return what ``send`` reports as failed."""
-        return self.submit(items, send).result()
-
     def _send_one(
         self,
         chunk: Sequence[T],
@@ -263,7 +273,7 @@ class WritePool:
                 return set()
             sent = len(chunk)
             throttled_before = client.counters.throttled
-            started = self._clock()
+            started = self._clock.monotonic()
             try:
                 failed = send(client, chunk)
             except BaseException as exc:
@@ -271,7 +281,9 @@ class WritePool:
                 if isinstance(exc, ThrottledError):
                     limit.throttled()
                 raise
-            elapsed = (self._clock() - started) * self.batch_size / max(1, len(chunk))  # as if a full chunk
+            elapsed = (
+                (self._clock.monotonic() - started) * self.batch_size / max(1, len(chunk))
+            )  # as if a full chunk
         finally:
             self._release(index, token, sent)
         if client.counters.throttled > throttled_before:

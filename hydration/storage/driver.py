@@ -21,11 +21,11 @@ poison handler can read what arrived.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
+from hydration.clock import SYSTEM_CLOCK, Clock
 from hydration.storage.errors import ConflictError
 from hydration.storage.queues import MAX_DELAY_SECONDS, MAX_PAYLOAD_BYTES, Received, TaskQueue
 
@@ -73,8 +73,7 @@ class QueueDriver:
         max_dequeue_count: int = 5,
         visibility_timeout: int = 0,
         lease_seconds: int = 300,
-        sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
         on_poison: Callable[[Delivery, str], None] | None = None,
     ) -> None:
         if max_dequeue_count < 1:
@@ -89,8 +88,8 @@ class QueueDriver:
         self._max_dequeue_count = max_dequeue_count
         self._visibility_timeout = visibility_timeout
         self._lease_seconds = lease_seconds
-        self._sleep = sleep
-        self._clock = clock
+        self.clock = clock
+        """What the driver waits on between polls; whoever drains through it waits on the same clock."""
         self._on_poison = on_poison
 
     def run_once(self) -> bool:
@@ -175,7 +174,7 @@ class QueueDriver:
         with a short growing sleep, so a continuation sent with a delay of a few seconds is waited for.
         """
         processed = failed = poisoned = taken = 0
-        last_progress = self._clock()
+        last_progress = self.clock.monotonic()
         polls = 0
         while max_messages is None or taken < max_messages:
             outcome = self.step()
@@ -184,13 +183,13 @@ class QueueDriver:
                 processed += outcome is DeliveryOutcome.PROCESSED
                 failed += outcome in (DeliveryOutcome.RELEASED, DeliveryOutcome.FAILED_POISONED)
                 poisoned += outcome in (DeliveryOutcome.POISONED, DeliveryOutcome.FAILED_POISONED)
-                last_progress, polls = self._clock(), 0
+                last_progress, polls = self.clock.monotonic(), 0
                 continue
             if self._queue.approximate_count() == 0:
                 break
-            if self._clock() - last_progress >= idle_timeout:
+            if self.clock.monotonic() - last_progress >= idle_timeout:
                 logger.info("queue %s: drain stops with invisible messages left", self._queue.name)
                 break
-            self._sleep(min(0.05 * 2**polls, _MAX_POLL_SECONDS))
+            self.clock.sleep(min(0.05 * 2**polls, _MAX_POLL_SECONDS))
             polls = min(polls + 1, 8)
         return DrainStats(processed=processed, failed=failed, poisoned=poisoned)

@@ -100,8 +100,12 @@ class StateTables(Protocol):
         """Delete the entity; a missing one is fine; with ``etag``, ``ConflictError`` if it changed."""
         ...
 
-    def query(self, table: str, pk: str) -> Iterator[tuple[str, Versioned]]:
-        """(row key, value) of a partition in row key order, fetched a page at a time."""
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+        """(row key, value) of a partition in row key order, fetched a page at a time.
+
+        With ``after``, only the row keys after it: a key-ranged read, so a caller that stops early
+        reads no more than it used.
+        """
         ...
 
     def delete_partition(self, table: str, pk: str) -> int:
@@ -342,17 +346,22 @@ class AzureStateTables:
         except AzureError as error:
             raise translate(error, f"delete from {table}") from error
 
-    def query(self, table: str, pk: str) -> Iterator[tuple[str, Versioned]]:
-        """(row key, value) of a partition in row key order, fetched a page at a time."""
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+        """(row key, value) of a partition in row key order, fetched a page at a time (after ``after``)."""
         validate_key(pk, "PartitionKey")
-        return self._query(self._table(table), table, pk)
+        if after is not None:
+            validate_key(after, "RowKey")
+        return self._query(self._table(table), table, pk, after)
 
     @staticmethod
-    def _query(client: TableClient, table: str, pk: str) -> Iterator[tuple[str, Versioned]]:
+    def _query(
+        client: TableClient, table: str, pk: str, after: str | None
+    ) -> Iterator[tuple[str, Versioned]]:
+        condition, parameters = "PartitionKey eq @pk", {"pk": pk}
+        if after is not None:
+            condition, parameters = condition + " and RowKey gt @after", {"pk": pk, "after": after}
         try:
-            pages = client.query_entities(
-                "PartitionKey eq @pk", parameters={"pk": pk}, results_per_page=PAGE_SIZE
-            )
+            pages = client.query_entities(condition, parameters=parameters, results_per_page=PAGE_SIZE)
             for raw in pages:
                 yield str(raw["RowKey"]), _from_sdk(raw)
         except AzureError as error:
@@ -495,14 +504,13 @@ class MemoryStateTables:
                 raise ConflictError(f"delete from {table}: the ETag no longer matches", status=412)
             del partition[rk]
 
-    def query(self, table: str, pk: str) -> Iterator[tuple[str, Versioned]]:
-        """(row key, value) of a partition in row key order, fetched a page at a time."""
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+        """(row key, value) of a partition in row key order, fetched a page at a time (after ``after``)."""
         with self._lock:
             self._partition(table, pk)
-        return self._query(table, pk)
+        return self._query(table, pk, None if after is None else row_order(after))
 
-    def _query(self, table: str, pk: str) -> Iterator[tuple[str, Versioned]]:
-        after: bytes | None = None
+    def _query(self, table: str, pk: str, after: bytes | None) -> Iterator[tuple[str, Versioned]]:
         while True:
             with self._lock:
                 partition = self._partition(table, pk)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
+from hydration.clock import FakeClock
 from hydration.planner import RunRequest
 from hydration.service import Services
 
@@ -15,14 +16,11 @@ from .conftest import assert_all_correct, drain, one_page_steps, queue_driver
 pytestmark = pytest.mark.integration
 
 
-class Clock:
+class Clock(FakeClock):
     """The app's clock, moved by the test (the emulator keeps its own server time)."""
 
     def __init__(self) -> None:
-        self.now = datetime.now(UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
+        super().__init__(datetime.now(UTC))
 
 
 @pytest.fixture
@@ -45,12 +43,12 @@ def test_a_stuck_pass_is_swept_back_into_the_queue_and_finishes(
     lost = timed.queue.receive(visibility_timeout=60)
     assert lost is not None
     timed.queue.delete(lost)  # the chain is lost (say, a message deleted by hand)
-    assert timed.planner().sweep(clock.now) == []  # the lease is fresh: not stuck yet
+    assert timed.planner().sweep(clock.now()) == []  # the lease is fresh: not stuck yet
 
-    clock.now += timedelta(minutes=31)
-    assert timed.planner().sweep(clock.now) == ["contact"]
+    clock.advance(timedelta(minutes=31).total_seconds())
+    assert timed.planner().sweep(clock.now()) == ["contact"]
     assert (
-        timed.planner().sweep(clock.now) == []
+        timed.planner().sweep(clock.now()) == []
     )  # the sweep renewed the lease: one message, not one per tick
     view = drain(timed, started.run_id)
     assert view["status"] == "Successful"
@@ -66,7 +64,7 @@ def test_the_timer_starts_a_run_for_a_retry_list_and_a_due_full_pass(
     assert timed.planner().tick() is None
 
     timed.state.add_retry(
-        "lead", "00000000-0000-0000-0000-00000000abcd", reason="test", profile=None, now=clock.now
+        "lead", "00000000-0000-0000-0000-00000000abcd", reason="test", profile=None, now=clock.now()
     )
     second = timed.planner().tick()
     assert second is not None
@@ -75,7 +73,7 @@ def test_the_timer_starts_a_run_for_a_retry_list_and_a_due_full_pass(
     assert timed.state.retry_count("lead") == 0
     assert timed.planner().tick() is None
 
-    clock.now += timedelta(days=7, minutes=1)  # also past the hour a failure waits
+    clock.advance(timedelta(days=7, minutes=1).total_seconds())  # also past the hour a failure waits
     third = timed.planner().tick()
     assert third is not None
     assert third.queued == ("contact", "lead")
@@ -104,10 +102,10 @@ def test_a_table_that_failed_is_retried_by_the_timer_an_hour_later(
     assert view["status"] == "Failed"  # no lookup column, and the worker may not create it
     assert all("provision" in t["details"] for t in view["tables"] if t["status"] == "Failed")
 
-    clock.now += timedelta(minutes=15)
+    clock.advance(timedelta(minutes=15).total_seconds())
     assert svc.planner().tick() is None  # not a Failed run on every tick
 
-    clock.now += timedelta(minutes=50)
+    clock.advance(timedelta(minutes=50).total_seconds())
     again = svc.planner().tick()
     assert again is not None
     assert set(again.queued) == {"contact", "lead"}

@@ -21,13 +21,14 @@ from hydration.checkpoints import Checkpoint
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
 from hydration.dataverse.client import ClientSettings, DataverseClient
 from hydration.dataverse.metadata import Metadata
-from hydration.linking import LinkSettings
+from hydration.link_settings import LinkSettings
+from hydration.passes import EngineSettings
 from hydration.runs import start_run
 from hydration.state import StateStore, TaskRecord
 from hydration.storage.driver import Delivery, DrainStats, QueueDriver
 from hydration.storage.queues import AzureTaskQueue, Received, TaskQueue, poison_queue_name
 from hydration.storage.tables import AzureStateTables
-from hydration.worker import EngineSettings, Outcome, Worker
+from hydration.worker import Outcome, Worker
 
 CONTACT_SOURCES = [("DataverseSales", "contact"), ("DataverseMarketing", "contact")]
 LEAD_SOURCES = [("DataverseSales", "lead")]

@@ -8,15 +8,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hydration.checkpoints import (
-    PHASES,
     Checkpoint,
     Counters,
+    FullPassReason,
+    PageOutcome,
+    Phase,
+    advance,
+    end_step,
     finish_pass,
+    full_pass_cause,
     full_pass_reason,
     lease_expired,
-    mapping_done,
-    next_step,
-    page_done,
+    only_rerun_asked,
     start_pass,
     window_end,
 )
@@ -206,65 +209,138 @@ def test_start_pass_keeps_table_bookkeeping() -> None:
     assert started.full_pass_owed is True
 
 
-# -- page_done and next_step ---------------------------------------------------------------------
+# -- advance: every transition of a pass ---------------------------------------------------------
 
 
 def started_pass(full: bool = False) -> Checkpoint:
     return start_pass(hydrated(), run_id=RUN, owner="w1", now=T0, end=T0 - timedelta(minutes=15), full=full)
 
 
-def test_a_page_keeps_the_step_and_next_step_moves_to_the_next_one() -> None:
-    later = T0 + timedelta(minutes=1)
-    paged = page_done(
-        started_pass(), phase="mapping", cursor="key-9", retry_cursor="r-3", counters=Counters(), now=later
+def mapping_done(checkpoint: Checkpoint) -> Checkpoint:
+    """A pass whose window was read to its end (the watermark moved), still active."""
+    return replace(checkpoint, watermark=checkpoint.window_end)
+
+
+LATER = T0 + timedelta(minutes=1)
+TRANSITIONS = [
+    # (phase, full, more) -> (phase after, cursor after, retry cursor after, watermark moved, pass done)
+    (Phase.RETRY, False, True, Phase.RETRY, None, "r-9", False, False),
+    (Phase.RETRY, False, False, Phase.MAPPING, None, None, False, False),
+    (Phase.RETRY, True, False, Phase.MAPPING, None, None, False, False),
+    (Phase.MAPPING, False, True, Phase.MAPPING, "k-9", None, False, False),
+    (Phase.MAPPING, True, True, Phase.MAPPING, "k-9", None, False, False),
+    (Phase.MAPPING, False, False, Phase.DONE, None, None, True, True),
+    (Phase.MAPPING, True, False, Phase.RECONCILE, None, None, True, False),
+    (Phase.RECONCILE, True, True, Phase.RECONCILE, "k-9", None, False, False),
+    (Phase.RECONCILE, True, False, Phase.DONE, None, None, False, True),
+]
+
+
+@pytest.mark.parametrize(
+    ("phase", "full", "more", "after", "cursor", "retry_cursor", "moved", "done"), TRANSITIONS
+)
+def test_advance(
+    phase: Phase,
+    full: bool,
+    more: bool,
+    after: Phase,
+    cursor: str | None,
+    retry_cursor: str | None,
+    moved: bool,
+    done: bool,
+) -> None:
+    retrying = phase is Phase.RETRY
+    checkpoint = replace(
+        started_pass(full=full),
+        phase=phase,
+        cursor=None if retrying else "k-1",
+        retry_cursor="r-1" if retrying else None,
     )
-    assert paged.seq == 0
-    stepped = next_step(paged)
-    assert stepped.seq == 1
-    assert stepped.phase == "mapping"
-    assert stepped.cursor == "key-9"
-    assert stepped.retry_cursor == "r-3"
-    assert stepped.lease_renewed == later
+    key = "r-9" if phase is Phase.RETRY else "k-9"
+    advanced = advance(checkpoint, PageOutcome(phase, key, more), now=LATER)
+    assert advanced.phase is after
+    assert (advanced.cursor, advanced.retry_cursor) == (cursor, retry_cursor)
+    assert advanced.seq == checkpoint.seq  # a page never moves the step on
+    assert (
+        advanced.watermark == checkpoint.window_end and checkpoint.watermark != checkpoint.window_end
+    ) is moved
+    assert (not advanced.active) is done
+    assert advanced.lease_renewed == (None if done else LATER)
+    if done:
+        assert advanced.lease_owner is None
+        assert (advanced.last_full_pass == LATER) is full
 
 
-def test_pages_accumulate_counters() -> None:
-    checkpoint = started_pass()
-    for i in range(3):
-        checkpoint = page_done(
-            checkpoint,
-            phase="mapping",
-            cursor=f"k{i}",
-            retry_cursor=None,
-            counters=Counters(pages=1, rows_read=100, written=7, throttled_seconds=0.5),
-            now=T0,
-        )
-        checkpoint = next_step(checkpoint)
-    assert checkpoint.seq == 3
-    assert checkpoint.counters == Counters(pages=3, rows_read=300, written=21, throttled_seconds=1.5)
+def test_more_keeps_the_phase_and_moves_its_cursor() -> None:
+    retry = advance(started_pass(), PageOutcome(Phase.RETRY, "r-5", True), now=LATER)
+    assert (retry.phase, retry.retry_cursor, retry.cursor) == (Phase.RETRY, "r-5", None)
+    mapping = advance(replace(retry, phase=Phase.MAPPING), PageOutcome(Phase.MAPPING, "k-5", True), now=LATER)
+    assert (mapping.phase, mapping.cursor) == (Phase.MAPPING, "k-5")
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_page_done_accepts_every_phase(phase: str) -> None:
-    assert page_done(started_pass(), phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
+def test_a_short_page_is_not_the_end_only_the_servers_word_is() -> None:
+    """``more`` comes from the server's next link; nothing in ``advance`` looks at a page's size."""
+    checkpoint = replace(started_pass(), phase=Phase.MAPPING)
+    assert advance(checkpoint, PageOutcome(Phase.MAPPING, "k-1", True), now=LATER).active
 
 
-@pytest.mark.parametrize("phase", ["", "Mapping", "done", "finished", "mapping "])
-def test_page_done_refuses_an_unknown_phase(phase: str) -> None:
-    checkpoint = started_pass()
-    with pytest.raises(ValueError, match="unknown phase"):
-        page_done(checkpoint, phase=phase, cursor=None, retry_cursor=None, counters=Counters(), now=T0)
+@pytest.mark.parametrize(("phase", "page"), [(Phase.MAPPING, Phase.RECONCILE), (Phase.DONE, Phase.MAPPING)])
+def test_advance_refuses_a_page_of_another_phase(phase: Phase, page: Phase) -> None:
+    with pytest.raises(ValueError, match="cannot advance"):
+        advance(replace(started_pass(), phase=phase), PageOutcome(page, None, False), now=T0)
 
 
-# -- mapping_done ----------------------------------------------------------------------------------
+def test_end_step_moves_to_the_next_step() -> None:
+    checkpoint = replace(started_pass(), phase=Phase.MAPPING, cursor="k")
+    ended = end_step(checkpoint, rerun_end=None, owner="w1", now=T0)
+    assert (ended.seq, ended.phase, ended.cursor) == (1, Phase.MAPPING, "k")
 
 
-def test_mapping_done_moves_the_watermark_to_the_window_end() -> None:
-    checkpoint = started_pass()
-    assert checkpoint.watermark != checkpoint.window_end
-    done = mapping_done(checkpoint)
-    assert done.watermark == checkpoint.window_end
-    assert done.phase == checkpoint.phase
-    assert done.seq == checkpoint.seq
+def test_end_step_of_a_finished_pass_with_a_rerun_request_starts_an_incremental_pass() -> None:
+    finished = finish_pass(
+        replace(started_pass(full=True), rerun_requested=True, seq=4), now=T0, manifest_hash=HASH
+    )
+    rerun_end = T0 + timedelta(minutes=5)
+    ended = end_step(finished, rerun_end=rerun_end, owner="w2", now=LATER)
+    assert ended.active
+    assert ended.phase is Phase.RETRY
+    assert not ended.full
+    assert (ended.seq, ended.sent_seq) == (5, 4)  # its first step's continuation is still to send
+    assert (ended.run_id, ended.window_start, ended.window_end) == (RUN, finished.watermark, rerun_end)
+    assert ended.rerun_requested is False
+
+
+@pytest.mark.parametrize("rerun_end", [None, T0])
+def test_end_step_without_a_request_or_without_a_window_only_moves_on(rerun_end: datetime | None) -> None:
+    finished = finish_pass(started_pass(), now=T0, manifest_hash=HASH)
+    assert end_step(finished, rerun_end=rerun_end, owner="w", now=T0) == replace(
+        finished, seq=finished.seq + 1
+    )
+    asked = replace(finished, rerun_requested=True)
+    assert not end_step(asked, rerun_end=None, owner="w", now=T0).active
+
+
+def test_a_rerun_request_saved_meanwhile_is_told_apart_from_another_copy() -> None:
+    ours = replace(started_pass(), phase=Phase.MAPPING, cursor="k")
+    assert only_rerun_asked(replace(ours, rerun_requested=True), ours)
+    assert not only_rerun_asked(ours, ours)  # nothing asked
+    assert not only_rerun_asked(replace(ours, rerun_requested=True, lease_renewed=LATER), ours)  # a claim too
+    assert not only_rerun_asked(replace(ours, rerun_requested=True, seq=1), ours)
+
+
+def test_stored_phases_parse_and_idle_means_done() -> None:
+    assert Phase.parse("idle") is Phase.DONE
+    assert Phase.parse("reconcile") is Phase.RECONCILE
+    with pytest.raises(ValueError, match="Mapping"):
+        Phase.parse("Mapping")
+
+
+def test_full_pass_reasons_are_named_and_worded() -> None:
+    cause = full_pass_cause(hydrated(), now=T0, manifest_hash="other", full_every=WEEK, forced=False)
+    assert cause is FullPassReason.CONFIGURATION
+    assert reason(hydrated(), manifest_hash="other") == cause.message == "the table's configuration changed"
+    assert {r.message for r in FullPassReason}
+    assert len({r.message for r in FullPassReason}) == len(FullPassReason)
 
 
 # -- finish_pass -----------------------------------------------------------------------------------
@@ -272,19 +348,18 @@ def test_mapping_done_moves_the_watermark_to_the_window_end() -> None:
 
 def test_finish_full_pass() -> None:
     checkpoint = mapping_done(
-        page_done(
+        replace(
             started_pass(full=True),
-            phase="reconcile",
+            phase=Phase.RECONCILE,
             cursor="x",
             retry_cursor="y",
             counters=Counters(pages=2),
-            now=T0,
         )
     )
     checkpoint = replace(checkpoint, full_pass_owed=True)
     later = T0 + timedelta(minutes=30)
     finished = finish_pass(checkpoint, now=later, manifest_hash="hash-2")
-    assert finished.phase == "idle"
+    assert finished.phase is Phase.DONE
     assert not finished.active
     assert finished.cursor is None
     assert finished.retry_cursor is None
@@ -304,7 +379,7 @@ def test_finish_incremental_pass_keeps_full_pass_bookkeeping() -> None:
     finished = finish_pass(owed, now=T0 + timedelta(hours=1), manifest_hash=HASH)
     assert finished.last_full_pass == checkpoint.last_full_pass
     assert finished.full_pass_owed is True
-    assert finished.phase == "idle"
+    assert finished.phase is Phase.DONE
     assert finished.lease_owner is None
 
 
@@ -348,14 +423,12 @@ def test_lease_expires_after_ttl_without_progress() -> None:
 
 
 def test_progress_renews_the_lease() -> None:
-    checkpoint = page_done(
-        started_pass(), phase="mapping", cursor=None, retry_cursor=None, counters=Counters(), now=T0 + TTL
-    )
+    checkpoint = advance(started_pass(), PageOutcome(Phase.RETRY, "r", True), now=T0 + TTL)
     assert lease_expired(checkpoint, now=T0 + TTL + timedelta(minutes=1), ttl=TTL) is False
 
 
 def test_active_pass_without_renewal_time_is_expired() -> None:
-    checkpoint = hydrated(phase="mapping", lease_renewed=None)
+    checkpoint = hydrated(phase=Phase.MAPPING, lease_renewed=None)
     assert lease_expired(checkpoint, now=T0, ttl=TTL) is True
 
 

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration.linking import LinkSettings
+from hydration.link_settings import LinkSettings
 from hydration.messages import TaskMessage
 from hydration.worker import Outcome
 from tests.engine.harness import Harness

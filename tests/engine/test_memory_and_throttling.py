@@ -18,7 +18,7 @@ import requests
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.dataverse.client import ClientSettings
-from hydration.linking import LinkSettings
+from hydration.link_settings import LinkSettings
 from hydration.worker import Outcome
 from tests.engine.harness import CONTACT_SOURCES, Harness, unavailable
 

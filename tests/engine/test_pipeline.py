@@ -16,7 +16,7 @@ import requests
 from dataverse_emulator.client import EmulatorClient
 from hydration.checkpoints import Checkpoint
 from hydration.dataverse.client import ClientSettings
-from hydration.linking import LinkSettings
+from hydration.link_settings import LinkSettings
 from hydration.state import StateStore
 from hydration.worker import Outcome
 from tests.engine.harness import CONTACT_SOURCES, Harness, unavailable

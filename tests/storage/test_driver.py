@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 
 from hydration.storage import Delivery, DeliveryOutcome, DrainStats, MemoryTaskQueue, QueueDriver
 from hydration.storage.queues import TaskQueue
 from tests.storage.conftest import FakeClock, QueuesEnv
+
+
+class DriverClock:
+    """The driver's clock over a test's monotonic clock and sleep (the memory queue's fake, or real time)."""
+
+    def __init__(self, sleep: Callable[[float], None], monotonic: Callable[[], float]) -> None:
+        self._sleep, self._monotonic = sleep, monotonic
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self._monotonic(), UTC)
+
+    def monotonic(self) -> float:
+        return self._monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+
+    def wait(self, condition: threading.Condition, timeout: float | None) -> None:
+        condition.wait(timeout)
 
 
 class Recorder:
@@ -33,8 +55,7 @@ def make_driver(
         queue,
         poison,
         handler,
-        sleep=queues.sleep,
-        clock=queues.clock,
+        clock=DriverClock(queues.sleep, queues.clock),
         on_poison=lambda delivery, reason: poisoned.append((delivery, reason)),
         **kwargs,  # type: ignore[arg-type]
     )
@@ -183,7 +204,7 @@ def test_a_handler_chain_of_continuations_is_drained(queues: QueuesEnv) -> None:
 
     queue, poison = queues.make(), queues.make()
     queue_holder.append(queue)
-    driver = QueueDriver(queue, poison, handler, sleep=queues.sleep, clock=queues.clock)
+    driver = QueueDriver(queue, poison, handler, clock=DriverClock(queues.sleep, queues.clock))
     queue.send("0")
     assert driver.drain(idle_timeout=5) == DrainStats(processed=4)
     assert seen == ["0", "1", "2", "3"]
@@ -197,7 +218,7 @@ def test_a_lease_lost_during_the_handler_is_logged_not_raised(caplog: pytest.Log
         clock.sleep(31)
         assert queue.receive(visibility_timeout=30) is not None  # another consumer takes it
 
-    driver = QueueDriver(queue, poison, slow, lease_seconds=30, sleep=clock.sleep, clock=clock)
+    driver = QueueDriver(queue, poison, slow, lease_seconds=30, clock=DriverClock(clock.sleep, clock))
     queue.send("x")
     with caplog.at_level(logging.WARNING, logger="hydration.storage.driver"):
         assert driver.step() is DeliveryOutcome.PROCESSED
@@ -212,7 +233,7 @@ def test_a_failing_on_poison_does_not_stop_the_driver(caplog: pytest.LogCaptureF
     def broken(delivery: Delivery, reason: str) -> None:
         raise RuntimeError("poison handler bug")
 
-    driver = QueueDriver(queue, poison, Recorder(), on_poison=broken, sleep=clock.sleep, clock=clock)
+    driver = QueueDriver(queue, poison, Recorder(), on_poison=broken, clock=DriverClock(clock.sleep, clock))
     queue.send_raw("!!!")
     queue.send("fine")
     with caplog.at_level(logging.ERROR, logger="hydration.storage.driver"):

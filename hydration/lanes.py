@@ -1,0 +1,69 @@
+"""Live or dry run, chosen once: the lane a task's messages run in.
+
+A dry run (``plan``) reads and decides exactly as a live pass does and writes nothing. The difference
+is settled here, once, from the task's kind: which checkpoint partition its steps move (``live`` or
+``plan``, so a dry run never disturbs the live pass), which writer its decisions go to (``LiveWriter``
+or ``DryRunWriter``), whether its pages touch the retry list, and whether a rerun request restarts it.
+Nothing below the worker asks which lane it is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from .checkpoints import Checkpoint
+from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter
+from .mapping import Target
+from .state import StateStore
+from .writers import WritePool
+
+
+class Lane(StrEnum):
+    """Where a task's steps go; the value is the message kind and the task's kind."""
+
+    LIVE = "hydrate"
+    PLAN = "plan"
+
+    @property
+    def reruns(self) -> bool:
+        """Whether a rerun asked for during a pass starts another pass when it ends (live only)."""
+        return self is Lane.LIVE
+
+    def writer(self, target: Target, pool: WritePool, *, clear_stale: bool) -> LinkWriter:
+        """The writer of the lane's decisions."""
+        if self is Lane.PLAN:
+            return DryRunWriter(clear_stale=clear_stale)
+        return LiveWriter(target, pool, clear_stale=clear_stale)
+
+
+@dataclass(frozen=True)
+class LaneBook:
+    """A lane's checkpoints and retry list over the state store."""
+
+    state: StateStore
+    lane: Lane
+
+    @property
+    def _plan(self) -> bool:
+        return self.lane is Lane.PLAN
+
+    def load(self, table: str) -> tuple[Checkpoint, str]:
+        """The table's checkpoint in this lane, and its ETag."""
+        loaded = self.state.checkpoint(table, plan=self._plan)
+        return loaded.value, loaded.etag
+
+    def save(self, checkpoint: Checkpoint, etag: str) -> str:
+        """Save against the ETag; ``ConflictError`` if it changed."""
+        return self.state.save_checkpoint(checkpoint, etag, plan=self._plan)
+
+    def record(self, table: str, landed: Landed, *, resolve: bool, now: datetime) -> None:
+        """A live page's retries go on the retry list and its resolved rows leave it; a dry run's don't."""
+        if self._plan:
+            return
+        for source_id, (reason, profile) in landed.retries.items():
+            self.state.add_retry(table, source_id, reason=reason, profile=profile, now=now)
+        if resolve:
+            for source_id in landed.resolved:
+                self.state.remove_retry(table, source_id)

@@ -1,0 +1,259 @@
+"""The core rule as a table: what a page of source rows needs written, cleared and retried."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hydration.checkpoints import Counters
+from hydration.decision import (
+    PROFILE_MISSING,
+    LinkColumns,
+    PageKind,
+    Snapshot,
+    decide,
+    snapshot_of,
+    winner,
+)
+
+A = "00000000-0000-0000-0000-00000000000a"
+B = "00000000-0000-0000-0000-00000000000b"
+S1 = "10000000-0000-0000-0000-000000000001"
+S2 = "10000000-0000-0000-0000-000000000002"
+P1 = "20000000-0000-0000-0000-000000000001"
+P2 = "20000000-0000-0000-0000-000000000002"
+LINK = "_msdynci_lookupfield_customerprofile_value"
+PID = "msdynci_lookupfield_customerprofilepid"
+COLUMNS = LinkColumns(LINK)
+PARTITIONED = LinkColumns(LINK, PID)
+
+
+def mapping(
+    key: str, profile: str | None, modified: str = "2026-01-01T00:00:00Z", value: str = S1
+) -> dict[str, Any]:
+    return {
+        "msdynci_alternatekeyid": key,
+        "msdynci_alternatevalue": value,
+        "_msdynci_lookupfield_customer_value": profile,
+        "modifiedon": modified,
+    }
+
+
+def source(link: str | None = None, pid: str | None = None) -> dict[str, Any]:
+    return {"contactid": S1, LINK: link, PID: pid}
+
+
+def snap(
+    mapping_rows: list[dict[str, Any]],
+    *,
+    row: dict[str, Any] | None = None,
+    profiles: dict[str, str | None] | None = None,
+    deferred: frozenset[str] = frozenset(),
+) -> Snapshot:
+    return Snapshot(
+        sources={} if row is None else {S1: row},
+        mapping={S1: mapping_rows} if mapping_rows else {},
+        profiles={P1: None, P2: None} if profiles is None else profiles,
+        deferred=deferred,
+    )
+
+
+CASES: list[tuple[str, PageKind, Snapshot, LinkColumns, dict[str, Any]]] = [
+    (
+        "missing link is written",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source()),
+        COLUMNS,
+        {"writes": ((S1, P1, None),)},
+    ),
+    (
+        "correct link is not written",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P1)),
+        COLUMNS,
+        {"counters": Counters(already_correct=1)},
+    ),
+    (
+        "wrong link is rewritten",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P2)),
+        COLUMNS,
+        {"writes": ((S1, P1, None),)},
+    ),
+    (
+        "upper-case current link is correct",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P1.upper())),
+        COLUMNS,
+        {"counters": Counters(already_correct=1)},
+    ),
+    (
+        "upper-case profile in the mapping",
+        PageKind.MAPPING,
+        snap([mapping(A, P1.upper())], row=source(P1)),
+        COLUMNS,
+        {"counters": Counters(already_correct=1)},
+    ),
+    (
+        "conflicting sources: the newest wins",
+        PageKind.MAPPING,
+        snap([mapping(A, P1, "2026-01-02T00:00:00Z"), mapping(B, P2, "2026-01-01T00:00:00Z")], row=source()),
+        COLUMNS,
+        {"writes": ((S1, P1, None),), "counters": Counters(conflicts=1)},
+    ),
+    (
+        "a tie goes to the greater mapping key",
+        PageKind.MAPPING,
+        snap([mapping(B, P2), mapping(A, P1)], row=source()),
+        COLUMNS,
+        {"writes": ((S1, P2, None),), "counters": Counters(conflicts=1)},
+    ),
+    (
+        "merged profiles: two rows name the same profile, no conflict",
+        PageKind.MAPPING,
+        snap([mapping(A, P1), mapping(B, P1)], row=source()),
+        COLUMNS,
+        {"writes": ((S1, P1, None),)},
+    ),
+    (
+        "missing profile goes to the retry list",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(), profiles={}),
+        COLUMNS,
+        {"retries": {S1: (PROFILE_MISSING, P1)}, "resolved": frozenset(), "counters": Counters(no_profile=1)},
+    ),
+    (
+        "deferred row is left to the later page",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(), deferred=frozenset({S1})),
+        COLUMNS,
+        {"resolved": frozenset()},
+    ),
+    (
+        "source row gone",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)]),
+        COLUMNS,
+        {"counters": Counters(no_source=1)},
+    ),
+    (
+        "unparsable profile id is an invalid key, link left alone",
+        PageKind.MAPPING,
+        snap([mapping(A, "not-a-guid")], row=source(P2)),
+        COLUMNS,
+        {"counters": Counters(invalid_keys=1)},
+    ),
+    (
+        "partition id differs: rewritten",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P1, "old"), profiles={P1: "cid-1"}),
+        PARTITIONED,
+        {"writes": ((S1, P1, "cid-1"),)},
+    ),
+    (
+        "partition id equal: correct",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P1, "cid-1"), profiles={P1: "cid-1"}),
+        PARTITIONED,
+        {"counters": Counters(already_correct=1)},
+    ),
+    (
+        "retry page counts a row now correct",
+        PageKind.RETRY,
+        snap([mapping(A, P1)], row=source(P1)),
+        COLUMNS,
+        {"counters": Counters(already_correct=1, retried_ok=1)},
+    ),
+    (
+        "reconcile: no mapping row means stale",
+        PageKind.RECONCILE,
+        snap([], row=source(P1)),
+        COLUMNS,
+        {"clears": (S1,), "counters": Counters(stale=1)},
+    ),
+    (
+        "reconcile: winner without a profile means stale",
+        PageKind.RECONCILE,
+        snap([mapping(A, None)], row=source(P1)),
+        COLUMNS,
+        {"clears": (S1,), "counters": Counters(stale=1)},
+    ),
+    (
+        "reconcile: unparsable profile is never cleared",
+        PageKind.RECONCILE,
+        snap([mapping(A, "{broken"), mapping(B, P1, "2020-01-01T00:00:00Z")], row=source(P1)),
+        COLUMNS,
+        {"counters": Counters(invalid_keys=1)},
+    ),
+    (
+        "reconcile: wrong link is fixed",
+        PageKind.RECONCILE,
+        snap([mapping(A, P2)], row=source(P1)),
+        COLUMNS,
+        {"writes": ((S1, P2, None),)},
+    ),
+    (
+        "reconcile: missing profile is retried, not cleared",
+        PageKind.RECONCILE,
+        snap([mapping(A, P1)], row=source(P2), profiles={}),
+        COLUMNS,
+        {"retries": {S1: (PROFILE_MISSING, P1)}, "resolved": frozenset()},
+    ),
+    (
+        "reconcile: correct link counts nothing",
+        PageKind.RECONCILE,
+        snap([mapping(A, P1)], row=source(P1)),
+        COLUMNS,
+        {},
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "snapshot", "columns", "expected"), CASES, ids=[c[0] for c in CASES]
+)
+def test_decide(
+    name: str, kind: PageKind, snapshot: Snapshot, columns: LinkColumns, expected: dict[str, Any]
+) -> None:
+    decision = decide(kind, [S1], snapshot, columns)
+    default_resolved = frozenset({S1})
+    assert decision.writes == expected.get("writes", ())
+    assert decision.clears == expected.get("clears", ())
+    assert dict(decision.retries) == expected.get("retries", {})
+    assert decision.resolved == expected.get("resolved", default_resolved)
+    assert decision.counters == expected.get("counters", Counters())
+
+
+def test_the_winner_is_the_newest_row_and_disagreement_is_a_conflict() -> None:
+    best, conflict = winner([mapping(A, P1, "2026-01-01T00:00:00Z"), mapping(B, P2, "2026-02-01T00:00:00Z")])
+    assert best is not None
+    assert best.profile == P2
+    assert conflict
+    assert winner([]) == (None, False)
+
+
+def test_a_snapshot_normalises_keys_and_drops_mapping_rows_that_name_no_guid() -> None:
+    rows = {
+        "source": [{"contactid": S1.upper(), LINK: None}],
+        "mapping": [mapping(A, P1, value=S1.upper()), mapping(B, P1, value="not-a-guid")],
+        "later": [{"msdynci_alternatevalue": S2.upper()}],
+        "profile": [{"msdynci_customerprofileid": P1.upper(), "partitionid": None}],
+    }
+    snapshot = snapshot_of(rows, key="contactid", known_sources=None)
+    assert set(snapshot.sources) == {S1}
+    assert set(snapshot.mapping) == {S1}
+    assert len(snapshot.mapping[S1]) == 1
+    assert snapshot.deferred == frozenset({S2})
+    assert dict(snapshot.profiles) == {P1: None}
+
+
+def test_several_rows_are_decided_independently() -> None:
+    snapshot = Snapshot(
+        sources={S1: source(), S2: {"contactid": S2, LINK: P1}},
+        mapping={S1: [mapping(A, P1)], S2: [mapping(B, P1, value=S2)]},
+        profiles={P1: None},
+    )
+    decision = decide(PageKind.MAPPING, [S1, S2], snapshot, COLUMNS)
+    assert decision.writes == ((S1, P1, None),)
+    assert decision.counters == Counters(already_correct=1)
