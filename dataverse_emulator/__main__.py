@@ -1,6 +1,7 @@
-"""``python -m dataverse_emulator --port PORT [--contacts N] [--leads N] [--seed S]``.
+"""``python -m dataverse_emulator --port PORT [--contacts N] [--leads N] [--seed S] [--tls]``.
 
-Prints the organization URL on the first line, then serves until interrupted (Ctrl+C or SIGTERM).
+Prints the organization URL on the first line (with ``--tls``, the CA file to trust on the second:
+``CA file: PATH``), then serves until interrupted (Ctrl+C or SIGTERM).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ import argparse
 import json
 import logging
 import signal
+import ssl
 import sys
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from .organization import SeedParams
 from .server import EmulatorServer
+from .tls import TlsFiles
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -33,8 +37,7 @@ def _modes(text: str) -> dict[str, Any]:
     return modes
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the emulator in the foreground."""
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dataverse_emulator", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
@@ -43,7 +46,31 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--database", help="SQLite file to keep the data in (default: a temporary file)")
     parser.add_argument("--modes", default="{}", help='JSON object of modes, e.g. \'{"paging": "offset"}\'')
+    parser.add_argument("--tls", action="store_true", help="serve https with a certificate made at start")
+    parser.add_argument("--cert", help="PEM certificate (chain) to serve https with; needs --key")
+    parser.add_argument("--key", help="PEM private key of --cert")
+    return parser
+
+
+def _tls(args: argparse.Namespace, parser: argparse.ArgumentParser) -> bool | TlsFiles:
+    """What to serve https with: given files (checked now, so a bad one fails before seeding), or not."""
+    if (args.cert is None) != (args.key is None):
+        parser.error("--cert and --key go together")
+    if args.cert is None:
+        return bool(args.tls)
+    files = TlsFiles(Path(args.cert), Path(args.key))
+    try:
+        files.context()
+    except (OSError, ssl.SSLError) as exc:
+        parser.error(f"cannot serve https with --cert and --key: {exc}")
+    return files
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the emulator in the foreground."""
+    parser = _parser()
     args = parser.parse_args(argv)
+    tls = _tls(args, parser)
     if args.contacts < 0 or args.leads < 0:
         parser.error("--contacts and --leads must be >= 0")
     if args.seed < 0:
@@ -57,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=SeedParams(contacts=args.contacts, leads=args.leads, seed=args.seed),
             database=args.database,
             modes=_modes(args.modes),
+            tls=tls,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -67,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     try:
         print(server.base_url, flush=True)
+        if server.tls is not None and server.tls.ca is not None:
+            print(f"CA file: {server.tls.ca}", flush=True)
         logging.basicConfig(level=logging.WARNING)
         server.serve_forever()
     except KeyboardInterrupt:

@@ -7,10 +7,10 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
+from . import metadata_paths
 from .addressing import RowKey, parse_key
 from .errors import ApiError, bad_request
 from .exchange import ApiRequest, ApiResponse, error_response, json_response, no_content
-from .metadata import entity_children, entity_definition, relationship_by_id, relationship_definition
 from .organization import Organization
 from .query import retrieve, run_query
 from .schema import Entity, metadata_id
@@ -18,27 +18,11 @@ from .values import new_guid
 from .writes import clear_reference, delete_row, update_multiple, write_row
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+METADATA_KINDS = frozenset(
+    {"entity_definition", "entity_definitions", "entity_children", "relationship", "relationship_definitions"}
+)
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^WhoAmI(?:\(\))?$"), "whoami"),
-    ("GET", re.compile(r"^EntityDefinitions\(LogicalName='([^']*)'\)$"), "entity_definition"),
-    (
-        "GET",
-        re.compile(
-            r"^EntityDefinitions\(LogicalName='([^']*)'\)/(Attributes|ManyToOneRelationships|OneToManyRelationships)"
-            r"(?:\(LogicalName='([^']*)'\))?$"
-        ),
-        "entity_children",
-    ),
-    (
-        "GET",
-        re.compile(r"^RelationshipDefinitions\(SchemaName='([^']*)'\)(?:/Microsoft\.Dynamics\.CRM\.\w+)?$"),
-        "relationship",
-    ),
-    (
-        "GET",
-        re.compile(r"^RelationshipDefinitions\(([0-9A-Fa-f-]{36})\)(?:/Microsoft\.Dynamics\.CRM\.\w+)?$"),
-        "relationship_id",
-    ),
     ("POST", re.compile(r"^RelationshipDefinitions$"), "create_relationship"),
     ("POST", re.compile(rf"^({_NAME})/Microsoft\.Dynamics\.CRM\.UpdateMultiple$"), "update_multiple"),
     ("DELETE", re.compile(rf"^({_NAME})\((.*)\)/({_NAME})/\$ref$"), "disassociate"),
@@ -54,6 +38,10 @@ def classify(request: ApiRequest) -> tuple[str, tuple[str, ...]]:
     """The kind of request (for routing and counters) and the parts its path names."""
     if request.path == "$batch":
         return ("batch", ()) if request.method == "POST" else ("unknown", ())
+    metadata = metadata_paths.PATH.match(request.path) if request.method == "GET" else None
+    if metadata:
+        parts = tuple(g or "" for g in metadata.groups())
+        return metadata_paths.kind_of(parts), parts
     for method, pattern, kind in _ROUTES:
         match = pattern.match(request.path)
         if match and method == request.method:
@@ -96,14 +84,8 @@ def _dispatch(org: Organization, request: ApiRequest, kind: str, parts: tuple[st
         raise ApiError(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")
     if kind == "whoami":
         return json_response(200, _whoami(org, request))
-    if kind == "entity_definition":
-        return json_response(200, entity_definition(org, request, parts[0]))
-    if kind == "entity_children":
-        return json_response(200, entity_children(org, request, *parts))
-    if kind == "relationship":
-        return json_response(200, relationship_definition(org, request, parts[0]))
-    if kind == "relationship_id":
-        return json_response(200, relationship_by_id(org, request, parts[0]))
+    if kind in METADATA_KINDS:
+        return json_response(200, metadata_paths.answer(org, request, parts))
     if kind == "create_relationship":
         return _create_relationship(org, request)
     entity = _table(org, parts[0])

@@ -60,6 +60,9 @@ class Modes:
     """The ``x-ms-dop-hint`` answer header."""
     users: list[str] | None = None
     """Users that are members of the organization (``None``: any caller is)."""
+    short_pages: int | dict[str, int] | None = None
+    """``None``: pages are full; a seed (``7`` or ``{"seed": 7}``): every collection query serves
+    pages of varied sizes below the page size while rows remain, as elastic tables do."""
 
     def to_json(self) -> dict[str, Any]:
         """The modes as the control API answers them."""
@@ -105,6 +108,8 @@ class Modes:
             isinstance(self.users, list) and all(isinstance(u, str) for u in self.users)
         ):
             raise ModeError("mode 'users' must be null or a list of user names")
+        if self.short_pages is not None and _seed_of(self.short_pages) is None:
+            raise ModeError("mode 'short_pages' must be null, an integer seed or {\"seed\": integer}")
         nav = self.cid_lookup_navigation_property
         if not isinstance(nav, str) or not nav.replace("_", "").isalnum():
             raise ModeError("mode 'cid_lookup_navigation_property' must be a valid name")
@@ -113,3 +118,17 @@ class Modes:
     def precision(self) -> Precision:
         """The date-time precision as an enum."""
         return Precision(self.modifiedon_precision)
+
+    @property
+    def short_pages_seed(self) -> int | None:
+        """The seed of short pages, or ``None`` when pages are full."""
+        return None if self.short_pages is None else _seed_of(self.short_pages)
+
+
+def _seed_of(value: Any) -> int | None:
+    """The integer seed a ``short_pages`` value names (``7`` or ``{"seed": 7}``), else ``None``."""
+    if isinstance(value, dict) and set(value) == {"seed"}:
+        value = value["seed"]
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value

@@ -16,6 +16,7 @@ same rows. Choices the callers rely on:
 
 from __future__ import annotations
 
+import json
 import operator
 import re
 from collections.abc import Callable, Mapping
@@ -120,6 +121,8 @@ class Column:
 _TOKEN_RE = re.compile(
     r"""(?P<space>[ \t]+)
     |(?P<string>'(?:[^']|'')*')
+    |(?P<dstring>"(?:[^"\\]|\\.)*")
+    |(?P<enum>[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+'[A-Za-z0-9_, ]*')
     |(?P<guid>[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}(?![0-9A-Za-z_-]))
     |(?P<datetime>[0-9]{4}-[0-9]{2}-[0-9]{2}(?:T[0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]{1,7})?)?)?
         (?:Z|[+-][0-9]{2}:[0-9]{2})?(?![0-9A-Za-z_.:+-]))
@@ -292,6 +295,8 @@ class _Parser:
             return Literal("string", _unquote(token))
         if token.kind == "guid":
             return Literal("guid", token.text.lower())
+        if token.kind == "enum":  # Namespace.EnumType'Member': compares as the member's name
+            return Literal("enum", token.text.split("'")[1])
         if token.kind == "datetime":
             try:
                 return Literal("datetime", parse_datetime(token.text))
@@ -365,8 +370,11 @@ class _Parser:
             if values:
                 self.expect(",")
             token = self.advance()
+            if token.kind == "dstring":  # the documented form: a JSON string
+                values.append(str(json.loads(token.text)))
+                continue
             if token.kind != "string":
-                raise self.error(token, "a value in single quotes")
+                raise self.error(token, "a value in single or double quotes")
             values.append(_unquote(token))
         self.advance()
         return values
@@ -401,7 +409,7 @@ def parse_select(text: str) -> list[str]:
 _NUMERIC = frozenset({"int", "decimal"})
 _ACCEPTS = {
     EdmType.GUID: frozenset({"guid"}),
-    EdmType.STRING: frozenset({"string"}),
+    EdmType.STRING: frozenset({"string", "enum"}),
     EdmType.DATETIME: frozenset({"datetime"}),
     EdmType.INT32: _NUMERIC,
     EdmType.INT64: _NUMERIC,
@@ -410,6 +418,7 @@ _ACCEPTS = {
 }
 _LITERAL_EDM = {
     "string": "Edm.String",
+    "enum": "Edm.Enum",
     "guid": "Edm.Guid",
     "datetime": "Edm.DateTimeOffset",
     "decimal": "Edm.Decimal",

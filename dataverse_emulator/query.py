@@ -8,35 +8,27 @@ opaque cookie. What a next page returns when rows change between pages depends o
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import json
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote as urlquote
-from urllib.parse import unquote
 
 from .addressing import RowKey
 from .errors import ELASTIC_EXPAND, ApiError, bad_request, not_found
 from .exchange import ApiRequest
-from .modes import PAGING
 from .odata_filter import Column, QueryError, parse_filter, parse_orderby, parse_select, to_sql
 from .organization import Organization
+from .paging import decode_token, encode_token, page_size, short_page
 from .rows import render, stored_column
 from .schema import QUERY_PATHS, Attribute, Entity
 from .store import quote
 
-MAX_PAGE = 5000
 _SAFE = ",'()/:=@*$"
 _COOKIE_SAFE = "=/"
 """Characters the outer paging cookie keeps literal in a next link, as Dataverse's links show them."""
 KNOWN_OPTIONS = {"$select", "$filter", "$orderby", "$top", "$skiptoken", "$expand", "$skip", "$count"}
-_COOKIE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([^"]*)" istracking="False" />$')
-_TOKEN_KEY = secrets.token_bytes(32)
-"""Signs paging cookies, so an edited or made-up ``$skiptoken`` is refused instead of misread."""
 
 
 def query_error(exc: QueryError) -> ApiError:
@@ -135,63 +127,6 @@ def plan_query(org: Organization, entity: Entity, request: ApiRequest, now: int)
     return Plan(entity, attributes, where, params, order, fingerprint)
 
 
-def page_size(request: ApiRequest) -> tuple[int, bool]:
-    """The page size and whether ``Prefer: odata.maxpagesize`` was honoured."""
-    value = request.prefer().get("odata.maxpagesize")
-    if value is not None and value.isdigit() and 0 < int(value) <= MAX_PAGE:
-        return int(value), True
-    return MAX_PAGE, False
-
-
-def _sign(payload: str) -> str:
-    return hmac.new(_TOKEN_KEY, payload.encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def encode_token(state: dict[str, Any]) -> str:
-    """The opaque ``$skiptoken``: a cookie shaped like Dataverse's, carrying the signed cursor."""
-    payload = base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode()
-    inner = f"{payload}.{_sign(payload)}"
-    return f'<cookie pagenumber="{state["page"]}" pagingcookie="{urlquote(inner)}" istracking="False" />'
-
-
-def _valid_state(state: Any, plan: Plan, page: int) -> bool:
-    """Whether a decoded cursor has the shape ``run_query`` writes, for this query and page."""
-
-    def count(value: Any) -> bool:
-        return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-    return (
-        isinstance(state, dict)
-        and state.get("q") == plan.fingerprint
-        and state.get("page") == page
-        and count(state.get("served"))
-        and count(state.get("seq"))
-        and state.get("mode") in PAGING
-        and isinstance(state.get("last"), list)
-        and len(state["last"]) == len(plan.order)
-        and (state.get("snap") is None or isinstance(state["snap"], str))
-        and (state["mode"] != "snapshot" or isinstance(state.get("snap"), str))
-    )
-
-
-def decode_token(token: str, plan: Plan) -> dict[str, Any]:
-    """The cursor inside a ``$skiptoken``; 400 when it is not ours or belongs to another query."""
-    match = _COOKIE.match(token)
-    try:
-        if not match:
-            raise ValueError
-        payload, _, signature = unquote(match.group(2)).rpartition(".")
-        if not hmac.compare_digest(signature, _sign(payload)):
-            raise ValueError
-        state = json.loads(base64.urlsafe_b64decode(payload.encode()))
-        if not _valid_state(state, plan, int(match.group(1))):
-            raise ValueError
-    except (ValueError, TypeError) as exc:
-        raise bad_request("The $skiptoken is not valid for this query.") from exc
-    result: dict[str, Any] = state
-    return result
-
-
 def _after(plan: Plan, last: list[Any]) -> tuple[str, list[Any]]:
     """SQL for 'sorts after the row ``last``' under ``plan.order`` (NULLs first ascending, as SQLite)."""
     ors: list[str] = []
@@ -223,11 +158,15 @@ def run_query(
         raise bad_request(f"Invalid value '{top}' for $top: a positive integer is required.")
     token = request.query.get("$skiptoken")
     state: dict[str, Any] = (
-        decode_token(token, plan) if token else {"page": 1, "served": 0, "mode": org.modes.paging}
+        decode_token(token, plan.fingerprint, len(plan.order))
+        if token
+        else {"page": 1, "served": 0, "mode": org.modes.paging}
     )
     if top is not None and "odata.maxpagesize" in request.prefer():
         top = None  # documented: with Prefer: odata.maxpagesize, $top is ignored
-    limit = size if top is None else min(size, int(top) - int(state["served"]))
+    seed = org.modes.short_pages_seed
+    served = size if seed is None else short_page(seed, plan.fingerprint, int(state["page"]), size)
+    limit = served if top is None else min(served, int(top) - int(state["served"]))
     rows = _fetch(org, plan, request.user, now, state, limit + 1)
     more = len(rows) > limit and (top is None or int(state["served"]) + limit < int(top))
     rows = rows[:limit]

@@ -41,6 +41,7 @@ from .generator import seed_organization
 from .limits import Throttle, tally_batch_part, tallying, throttle_error
 from .organization import Organization, SeedParams
 from .store import Store
+from .tls import TlsFiles, generate
 
 MAX_URL = 32_768
 MAX_BODY = 16 * 1024 * 1024
@@ -238,11 +239,15 @@ class EmulatorServer:
         seed: SeedParams | None = None,
         database: str | None = None,
         modes: dict[str, Any] | None = None,
+        tls: bool | TlsFiles = False,
     ) -> None:
         self._tempdir: tempfile.TemporaryDirectory[str] | None = None
-        if database is None:
+        if database is None or tls is True:
             self._tempdir = tempfile.TemporaryDirectory(prefix="dataverse-emulator-")
-            database = str(Path(self._tempdir.name) / "org.sqlite3")
+        workdir = Path(self._tempdir.name) if self._tempdir else Path()
+        database = database or str(workdir / "org.sqlite3")
+        self.tls: TlsFiles | None = generate(workdir, host) if tls is True else (tls or None)
+        """The files HTTPS is served with (``None``: plain HTTP); ``tls.ca`` is the CA to trust."""
         self.org = Organization(store=Store(database), seed=seed or SeedParams())
         if modes:
             self.org.modes.update(modes, allow_seed=True)
@@ -258,6 +263,7 @@ class EmulatorServer:
                 threaded=True,
                 request_handler=_Handler,
                 fd=listener.fileno(),
+                ssl_context=self.tls.context() if isinstance(self.tls, TlsFiles) else None,
             )
         finally:
             listener.close()  # the server holds its own duplicate of the socket
@@ -266,9 +272,12 @@ class EmulatorServer:
 
     @property
     def base_url(self) -> str:
-        """``http://127.0.0.1:<port>``: the organization URL (what users configure)."""
+        """``http(s)://127.0.0.1:<port>``: the organization URL (what users configure)."""
         host = self._server.server_address[0]
-        return f"http://{host if isinstance(host, str) else host.decode()}:{self._server.server_address[1]}"
+        scheme = "https" if self.tls else "http"
+        return (
+            f"{scheme}://{host if isinstance(host, str) else host.decode()}:{self._server.server_address[1]}"
+        )
 
     @property
     def api_url(self) -> str:

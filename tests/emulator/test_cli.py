@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from dataverse_emulator.client import EmulatorClient
+from dataverse_emulator.tls import generate
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30
@@ -137,7 +138,54 @@ def test_modes_and_a_database_file_are_used_and_sigterm_stops_cleanly(tmp_path: 
         assert process.stderr.read() == ""
 
 
+def read_line(process: subprocess.Popen[str]) -> str:
+    """The next stdout line: printed with the first, so it is already read into the stream's buffer."""
+    assert process.stdout is not None
+    return process.stdout.readline().strip()
+
+
+def https_get(url: str, ca: str) -> requests.Response:
+    return requests.get(url, headers={"Authorization": "Bearer cli-user"}, verify=ca, timeout=10)
+
+
+def test_tls_serves_https_with_a_certificate_made_at_start() -> None:
+    """The second line names the CA; answers' absolute URLs carry the scheme and the host the client used."""
+    with running("--tls", "--contacts", "5", "--leads", "0") as (process, url):
+        ca = read_line(process)
+        assert ca.startswith("CA file: ")
+        ca = ca.removeprefix("CA file: ")
+        port = urlsplit(url).port
+        assert url == f"https://127.0.0.1:{port}"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{url}/_emulator/health", timeout=10)
+        for host in ("127.0.0.1", "localhost"):
+            origin = f"https://{host}:{port}"
+            response = https_get(f"{origin}/api/data/v9.2/contacts?$select=fullname&$top=2", ca)
+            assert response.status_code == 200, response.text
+            assert response.json()["@odata.context"] == f"{origin}/api/data/v9.2/$metadata#contacts(fullname)"
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+
+
+def test_tls_with_a_given_certificate_and_key(tmp_path: Path) -> None:
+    files = generate(tmp_path, "127.0.0.1")
+    with running("--cert", str(files.cert), "--key", str(files.key), "--contacts", "2", "--leads", "0") as (
+        process,
+        url,
+    ):
+        assert url.startswith("https://127.0.0.1:")
+        response = https_get(f"{url}/api/data/v9.2/WhoAmI", str(files.ca))
+        assert response.status_code == 200
+        assert response.json()["@odata.context"].startswith(f"{url}/api/data/v9.2/$metadata#")
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout is not None
+        assert process.stdout.read() == "", "a given certificate has no CA file to print"
+
+
 BAD_ARGUMENTS = [
+    (("--cert", "cert.pem"), "--cert and --key go together"),
+    (("--cert", "missing.pem", "--key", "missing.pem"), "cannot serve https with --cert and --key"),
     (("--contacts", "-1"), "--contacts and --leads must be >= 0"),
     (("--seed", "-2"), "--seed must be >= 0"),
     (("--port", "70000"), "--port must be from 0 to 65535"),

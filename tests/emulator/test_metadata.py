@@ -290,6 +290,7 @@ def test_normal_column(api: WebApi) -> None:
         "IsValidForRead": True,
         "IsValidForUpdate": True,
         "DisplayName": label("emailaddress1"),
+        "MaxLength": 100,
     }
 
 

@@ -133,6 +133,7 @@ C = cmp("eq", "c", "int", 3)
         ("''''", Literal("string", "'")),
         ("'a  b and c eq 1'", Literal("string", "a  b and c eq 1")),
         ("'Émile'", Literal("string", "Émile")),
+        ("Microsoft.Dynamics.CRM.AttributeTypeCode'Lookup'", Literal("enum", "Lookup")),
         ("0A1B2C3D-0000-4000-8000-00000000000A", Literal("guid", G1)),
         ("0a1B2c3D-0000-4000-8000-00000000000a", Literal("guid", G1)),
         ("'0A1B2C3D-0000-4000-8000-00000000000A'", Literal("string", "0A1B2C3D-0000-4000-8000-00000000000A")),
@@ -230,6 +231,11 @@ def test_in_and_not_in() -> None:
     assert expr == In(Property("name"), ("it's",), negate=True)
     expr = parse_filter("a eq 1 and Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyValues=['1','2'])")
     assert expr == And(A, In(Property("a"), ("1", "2"), negate=False))
+    # The documented form quotes the values as JSON strings (double quotes, backslash escapes).
+    expr = parse_filter(
+        'Microsoft.Dynamics.CRM.In(PropertyName=\'name\',PropertyValues=["Contoso","it\'s \\"x\\""])'
+    )
+    assert expr == In(Property("name"), ("Contoso", 'it\'s "x"'), negate=False)
 
 
 @pytest.mark.parametrize(
@@ -240,7 +246,10 @@ def test_in_and_not_in() -> None:
         ("Microsoft.Dynamics.CRM.In(PropertyValues=['a'])", "needs both PropertyName and PropertyValues"),
         ("Microsoft.Dynamics.CRM.In(PropertyName='a b',PropertyValues=['a'])", "a property name in single"),
         ("Microsoft.Dynamics.CRM.In(PropertyName=a,PropertyValues=['a'])", "a property name in single"),
-        ("Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyValues=['a',1])", "a value in single quotes"),
+        (
+            "Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyValues=['a',1])",
+            "a value in single or double quotes",
+        ),
         ("Microsoft.Dynamics.CRM.In(PropertyName='a',PropertyName='b')", "each parameter once"),
         (
             "Microsoft.Dynamics.CRM.In(Property='a',PropertyValues=['a'])",
@@ -610,6 +619,7 @@ EXPECTED: list[tuple[str, list[int]]] = [
         [2, 3, 5, 6, 7, 8, 10],
     ),
     ("Microsoft.Dynamics.CRM.In(PropertyName='quantity',PropertyValues=['1','10'])", [1, 6, 9]),
+    ('Microsoft.Dynamics.CRM.In(PropertyName=\'quantity\',PropertyValues=["1","10"])', [1, 6, 9]),
     (
         "Microsoft.Dynamics.CRM.NotIn(PropertyName='quantity',PropertyValues=['1','10'])",
         [2, 3, 4, 5, 7, 8, 10],

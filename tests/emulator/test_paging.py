@@ -15,7 +15,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import requests
 
-from dataverse_emulator.client import EmulatorClient, WebApi
+from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+
+from .test_batch_api import parse, part, post_batch, single
 
 INVALID = "0x80060888"
 COOKIE = re.compile(r'^<cookie pagenumber="(\d+)" pagingcookie="([^"]+)" istracking="False" />$')
@@ -363,3 +365,65 @@ def test_snapshot_pages_hide_rows_rewritten_during_the_read_lag(
     served = keys(first["value"], key) + flat(pages(api, first["@odata.nextLink"], 100), key)
     assert repeats(served) == set()
     assert served == before[:100] + [k for k in before[100:] if k in seen_by_app]
+
+
+# -- short pages -----------------------------------------------------------------------------------------
+
+
+def sizes(found: list[list[dict[str, Any]]]) -> list[int]:
+    return [len(page) for page in found]
+
+
+def assert_short(found: list[list[dict[str, Any]]], size: int) -> None:
+    """Every page below ``size``, of at least three sizes, one of them at most a quarter of it."""
+    served = sizes(found)
+    assert all(1 <= n < size for n in served), served
+    assert len(set(served)) >= 3, served
+    assert min(served) <= size // 4, served
+
+
+@pytest.mark.parametrize("mode", ["keyset", "offset", "snapshot"])
+def test_short_pages_vary_below_the_page_size_and_serve_every_row_once(
+    emulator: EmulatorClient, api: WebApi, mode: str
+) -> None:
+    assert emulator.modes()["short_pages"] is None
+    whole = keys(get(api, ORDERED)["value"])
+    emulator.modes(paging=mode, short_pages={"seed": 7})
+    found = pages(api, ORDERED, 40)
+    assert_short(found, 40)
+    assert flat(found) == whole
+
+
+def test_short_pages_are_reproducible_for_a_seed(emulator: EmulatorClient, api: WebApi) -> None:
+    url = "leads?$select=fullname"
+    emulator.modes(short_pages=7)
+    seven = sizes(pages(api, url, 30))
+    assert sum(seven) == 150
+    assert max(seven) < 30
+    emulator.modes(short_pages={"seed": 7})
+    assert sizes(pages(api, url, 30)) == seven
+    emulator.modes(short_pages=8)
+    assert sizes(pages(api, url, 30)) != seven
+    emulator.reset(contacts=300, leads=150, seed=7, modes={"short_pages": 7})
+    assert sizes(pages(api, url, 30)) == seven
+    emulator.modes(short_pages=None)
+    assert sizes(pages(api, url, 30)) == [30] * 5
+    for bad in ("7", True, {"seed": "7"}, {"seed": 7, "x": 1}):
+        with pytest.raises(ControlError, match="short_pages"):
+            emulator.modes(short_pages=bad)
+
+
+def test_short_pages_inside_batch(emulator: EmulatorClient, api: WebApi) -> None:
+    url = "msdynci_alternatekeys?$select=modifiedon"
+    whole = keys(get(api, url)["value"], "msdynci_alternatekeyid")
+    emulator.modes(short_pages=3)
+    found: list[list[dict[str, Any]]] = []
+    link: str | None = f"{api.api_url}{url}"
+    while link:
+        request = part("GET", link, headers=page_size(50))
+        answer = single(parse(post_batch(api, [request]))[0])
+        assert answer.status == 200
+        found.append(answer.body["value"])
+        link = answer.body.get("@odata.nextLink")
+    assert_short(found, 50)
+    assert flat(found, "msdynci_alternatekeyid") == whole
