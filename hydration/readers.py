@@ -24,7 +24,7 @@ from .dataverse.batch import Part, PartResult
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, TransientError
 from .dataverse.keyset import KeysetPaginator
-from .dataverse.paging import Paginator
+from .dataverse.paging import Paginator, PagingLoopError
 from .decision import PageKind, Snapshot, profiles_of, profiles_to_check, snapshot_of
 from .mapping import MAPPING_KEY, MAPPING_PROFILE, MAPPING_VALUE, Queries
 from .state import StateStore
@@ -140,26 +140,40 @@ class PageReads:
     def _batched(
         self, parts: list[tuple[str, Part]]
     ) -> tuple[dict[str, Rows], tuple[Rows, str | None] | None]:
-        """GETs in ``$batch`` requests of at most 1,000 parts, every next link followed but the page's."""
+        """GETs in ``$batch`` requests of at most 1,000 parts, every next link followed but the page's.
+
+        A part's next link is followed inside the next ``$batch`` too, never as a GET of its own: its
+        URL repeats the part's ``In`` filter, which can be far longer than the 32 KB a URL may have.
+        """
         found: dict[str, Rows] = {}
         following = None
-        for start in range(0, len(parts), 1000):
-            chunk = parts[start : start + 1000]
-            with self.pool.reading():
-                results = self.client.batch([p for _, p in chunk], kind="read_batch")
-            for (label, _), result in zip(chunk, results, strict=True):
-                if label == "next":
-                    following = _page_of(_part_json(result), "read_mapping")
-                else:
-                    found.setdefault(label, []).extend(self._all_rows(result))
+        seen: set[str] = set()
+        while parts:
+            further: list[tuple[str, Part]] = []
+            for start in range(0, len(parts), 1000):
+                chunk = parts[start : start + 1000]
+                with self.pool.reading():
+                    results = self.client.batch([p for _, p in chunk], kind="read_batch")
+                for (label, part), result in zip(chunk, results, strict=True):
+                    rows, link = _page_of(_part_json(result), "read_batch")
+                    if label == "next":
+                        following = (rows, link)
+                        continue
+                    found.setdefault(label, []).extend(rows)
+                    if link is not None:
+                        further.append((label, Part("GET", self._relative(link, seen), None, part.headers)))
+            parts = further
         return found, following
 
-    def _all_rows(self, result: PartResult) -> Rows:
-        rows, link = _page_of(_part_json(result), "read_batch")
-        if link is not None:
-            for page, _ in self.client.pages("", params={}, page_size=5000, kind="read_more", start=link):
-                rows.extend(page)
-        return rows
+    def _relative(self, link: str, seen: set[str]) -> str:
+        """A part's next link, checked, as a path under the Web API root for the next ``$batch``."""
+        checked = self.client_link(link)
+        if checked in seen:
+            raise PagingLoopError("the server returned the same next link twice; stopping to avoid a loop")
+        seen.add(checked)
+        if not checked.startswith(self.client.api_url):
+            raise FatalError("a next link in a $batch answer points outside the Web API; not following it")
+        return checked[len(self.client.api_url) :]
 
 
 class RetryReader:
