@@ -72,8 +72,13 @@ def manifest(
 
 @pytest.fixture
 def app_env(emulator: EmulatorClient, azurite: str) -> dict[str, str]:
-    """Settings for the app against the emulator and Azurite, with this test's own state tables."""
+    """Settings for the app against the emulator and Azurite, with this test's own state tables.
+
+    The emulator serves short pages, as elastic tables do: no app test passes on an engine that takes a
+    short page for the last.
+    """
     emulator.advance_clock(16 * 60)
+    emulator.modes(short_pages=7)
     env = {
         "DATAVERSE_URL": emulator.base_url,
         "HYDRATION_STORAGE": azurite,

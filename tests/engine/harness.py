@@ -18,6 +18,7 @@ import requests
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.checkpoints import Checkpoint
+from hydration.clock import SYSTEM_CLOCK, Clock
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
 from hydration.dataverse.client import ClientSettings, DataverseClient
 from hydration.dataverse.metadata import Metadata
@@ -113,9 +114,11 @@ class Harness:
         session_factory: Callable[[], requests.Session] = requests.Session,
         write_users: Sequence[str] = (),
         full_pages: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
         **settings: Any,
     ) -> None:
         self.em = emulator
+        self.clock = clock
         emulator.modes(short_pages=None if full_pages else SHORT_PAGES)
         org = emulator.base_url
         self.client = DataverseClient(
@@ -151,6 +154,7 @@ class Harness:
             queue=self.queue,
             settings=self.settings,
             metadata=self.metadata,
+            clock=self.clock,
             write_clients=self.write_clients,
         )
 
