@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .dataverse import odata
 from .dataverse.client import DataverseClient
@@ -19,6 +20,12 @@ from .dataverse.errors import NotFoundError
 from .dataverse.metadata import Metadata
 from .linking import MAPPING_SET, sources_filter
 from .manifest import Entry, Manifest, entry_problem, primary_key_problem
+from .sample import SampleFigures, SampleVerdict, judge, note, skip_reason
+
+LOOKUP_CHUNK = 200
+"""Sampled keys looked up per GET. Dataverse refuses a URL over 32 KB (414) and a GUID costs about 43
+characters of an encoded ``In`` filter, so 760 keys would not fit; 200 (about 9 KB) leave room for long
+table and column names."""
 
 
 @dataclass
@@ -31,6 +38,8 @@ class Eligibility:
     """Dataverse table → why it is Skipped (every entry of it was ineligible)."""
     notes: dict[str, list[str]] = field(default_factory=dict)
     """Dataverse table → entries left out of an otherwise eligible table, with the reason."""
+    sampled: dict[str, list[str]] = field(default_factory=dict)
+    """Dataverse table → what the sample found in its eligible entries when not every row matched."""
 
 
 @dataclass(frozen=True)
@@ -53,17 +62,19 @@ class EligibilityCheck:
         """Apply every rule to the chosen tables."""
         verdict = Eligibility()
         for table in tables:
-            kept, reasons = self._table(manifest, table)
+            kept, reasons, found = self._table(manifest, table)
             if kept:
                 verdict.eligible[table] = [e.source for e in kept]
                 if reasons:
                     verdict.notes[table] = reasons
+                if found:
+                    verdict.sampled[table] = found
             else:
                 verdict.skipped[table] = " ".join(reasons)[:2000]
         return verdict
 
-    def _table(self, manifest: Manifest, table: str) -> tuple[list[Entry], list[str]]:
-        """The entries of one table that may be linked, and why the others may not."""
+    def _table(self, manifest: Manifest, table: str) -> tuple[list[Entry], list[str], list[str]]:
+        """The entries of one table that may be linked, why the others may not, and sample notes."""
         reasons: list[str] = []
         kept: list[Entry] = []
         for entry in manifest.entries_of(table):
@@ -73,48 +84,57 @@ class EligibilityCheck:
             else:
                 reasons.append(problem)
         if not kept:
-            return kept, reasons
+            return kept, reasons, []
         try:
             info = self.metadata.table(table)
         except NotFoundError as exc:
-            return [], reasons + [f"{e.data_source}/{e.entity} is skipped: {exc}" for e in kept]
+            return [], reasons + [f"{e.data_source}/{e.entity} is skipped: {exc}" for e in kept], []
         still: list[Entry] = []
+        found: list[str] = []
         for entry in kept:
-            problem = primary_key_problem(entry, info.primary_id) or self._sample_problem(
-                entry, info.entity_set, info.primary_id
-            )
+            problem = primary_key_problem(entry, info.primary_id)
+            if problem is None:
+                figures = self.figures(entry, info.entity_set, info.primary_id)
+                verdict = judge(figures, self.sample.min_match)
+                if verdict is not SampleVerdict.PROCEEDS:
+                    problem = skip_reason(entry, info.primary_id, figures, verdict, self.sample.min_match)
+                elif (text := note(entry, figures, self.sample.min_match)) is not None:
+                    found.append(text)
             if problem:
                 reasons.append(problem)
             else:
                 still.append(entry)
-        return still, reasons
+        return still, reasons, found
 
-    def _sample_problem(self, entry: Entry, entity_set: str, primary_id: str) -> str | None:
-        """Check the manifest against the data: sampled mapping rows must name existing source rows."""
-        size = self.sample.size
-        if size <= 0:
-            return None
+    def figures(self, entry: Entry, entity_set: str, primary_id: str) -> SampleFigures:
+        """Sample the entry's newest mapping rows and count those that name an existing row.
+
+        With the sample off (size 0) only one row is read: a source with no mapping rows at all (a typo
+        in its names) is still Skipped, and nothing is matched.
+        """
         params = {
             "$select": "msdynci_alternatevalue",
             "$filter": sources_filter([entry.source]),
             "$orderby": "modifiedon desc",
-            "$top": str(size),
+            "$top": str(max(1, self.sample.size)),
         }
         rows = self.client.get_json(MAPPING_SET, kind="sample_mapping", params=params).get("value") or []
-        if not rows:
-            return None
-        keys = {k for r in rows if (k := odata.try_guid(r.get("msdynci_alternatevalue")))}
-        found = 0
-        if keys:
-            lookup = {"$select": primary_id, "$filter": odata.in_filter(primary_id, sorted(keys))}
-            answer = self.client.get_json(entity_set, kind="sample_rows", params=lookup)
-            found = sum(1 for r in answer.get("value") or [] if odata.try_guid(r.get(primary_id)) in keys)
-        share = found / len(rows)
-        if share >= self.sample.min_match:
-            return None
-        return (
-            f"{entry.data_source}/{entry.entity} is skipped because only {found} of {len(rows)} sampled "
-            f"mapping rows ({share:.0%}) name an existing {entry.table} row: the primary key used in "
-            "unification may not be the table's primary key, or the data was ingested from another "
-            "Dataverse organization."
+        values = [odata.try_guid(r.get("msdynci_alternatevalue")) for r in rows]
+        if self.sample.size <= 0:
+            return SampleFigures(sampled=len(rows), matched=len(rows), invalid=0)
+        existing = self._existing(entity_set, primary_id, sorted({v for v in values if v}))
+        return SampleFigures(
+            sampled=len(values),
+            matched=sum(1 for v in values if v in existing),
+            invalid=sum(1 for v in values if v is None),
         )
+
+    def _existing(self, entity_set: str, primary_id: str, keys: Sequence[str]) -> set[str]:
+        """Which of these keys name a row of the table, asked a chunk at a time (see ``LOOKUP_CHUNK``)."""
+        existing: set[str] = set()
+        for start in range(0, len(keys), LOOKUP_CHUNK):
+            chunk = keys[start : start + LOOKUP_CHUNK]
+            lookup = {"$select": primary_id, "$filter": odata.in_filter(primary_id, chunk)}
+            answer: dict[str, Any] = self.client.get_json(entity_set, kind="sample_rows", params=lookup)
+            existing.update(k for r in answer.get("value") or [] if (k := odata.try_guid(r.get(primary_id))))
+        return existing

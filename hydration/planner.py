@@ -138,16 +138,21 @@ class Planner:
         return Started(run_id=run_id, status=status, details=details)
 
     def _record_skipped(self, run_id: str, verdict: Eligibility, now: datetime) -> None:
+        """Record the Skipped tables' tasks, and name left-out entries and sample findings in the run."""
         for table, reason in verdict.skipped.items():
             self.state.put_task(
                 TaskRecord(
                     run_id=run_id, table=table, status="Skipped", details=reason, started=now, ended=now
                 )
             )
+        parts = []
         if verdict.notes:
-            left_out = " ".join(n for notes in verdict.notes.values() for n in notes)
+            parts.append("Left out: " + " ".join(n for notes in verdict.notes.values() for n in notes))
+        if verdict.sampled:
+            parts.append("Sampled: " + " ".join(n for notes in verdict.sampled.values() for n in notes))
+        if parts:
             current = (self.state.run(run_id) or {}).get("details") or ""
-            self.state.update_run(run_id, details=(current + " Left out: " + left_out).strip()[:4000])
+            self.state.update_run(run_id, details=" ".join([current, *parts]).strip()[:4000])
 
     # -- the timer --------------------------------------------------------------------------
 
