@@ -130,6 +130,19 @@ def test_values_that_are_not_guids_skip_the_table_with_the_figures(
     assert "cannot be the table's primary key leadid" in details
 
 
+@pytest.mark.parametrize("sample_size", ["200", "0"])
+def test_a_source_with_no_mapping_rows_is_skipped_by_name(
+    app_env: dict[str, str], emulator: EmulatorClient, sample_size: str
+) -> None:
+    typo = {**LEAD, "dataSource": "DataverseSale"}
+    svc = with_manifest({**app_env, "HYDRATION_SAMPLE_SIZE": sample_size}, emulator, [typo, SALES])
+    started, tasks = start(svc)
+    assert started.queued == ("contact",)  # even with the sample off: nothing to link, said so
+    assert tasks["lead"].status == "Skipped"
+    assert "DataverseSale/lead is skipped because the mapping table" in tasks["lead"].details
+    assert "msdynci_datasourcename 'DataverseSale'" in tasks["lead"].details
+
+
 def test_an_ineligible_source_is_left_out_of_an_eligible_table(
     app_env: dict[str, str], emulator: EmulatorClient
 ) -> None:
