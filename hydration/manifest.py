@@ -38,6 +38,12 @@ RUN_SKIPPED_NONE = (
     "during instance creation."
 )
 
+RUN_SKIPPED_EMPTY = (
+    'The backstamping job is skipped because the manifest lists no tables (its "tables" is empty): '
+    "list the tables Customer Insights unified, for example from `python -m hydration discover "
+    "--manifest`."
+)
+
 
 class ManifestError(ValueError):
     """The manifest is not valid JSON or does not follow the schema; the message lists every problem."""
@@ -164,7 +170,7 @@ def run_problem(manifest: Manifest, organization_url: str) -> tuple[str, str] | 
     """Whether the whole run cannot go ahead: ``(status, details)``, else None.
 
     A manifest for another organization is a configuration error (Failed); a private data lake means
-    there is nothing in Dataverse to link to (Skipped).
+    there is nothing in Dataverse to link to, and a manifest without tables names nothing (Skipped).
     """
     if not same_organization(manifest.organization_url, organization_url):
         return (
@@ -174,6 +180,8 @@ def run_problem(manifest: Manifest, organization_url: str) -> tuple[str, str] | 
         )
     if manifest.output_mode == "privateDataLake":
         return ("Skipped", RUN_SKIPPED_LAKE)
+    if not manifest.entries:
+        return ("Skipped", RUN_SKIPPED_EMPTY)
     return None
 
 

@@ -22,7 +22,7 @@ from .manifest import RUN_SKIPPED_NONE, Manifest, ManifestError, run_problem
 from .manifest import parse as parse_manifest
 from .run_request import RequestError, RunRequest, parse_request, select_tables
 from .runs import start_run
-from .scheduling import Schedule
+from .scheduling import Schedule, configuration_fingerprint
 from .settings import Settings
 from .state import StateStore, TaskRecord, new_run_id
 from .storage.queues import TaskQueue
@@ -66,7 +66,7 @@ class Planner:
             metadata=self.metadata,
             sample=SampleSettings(size=settings.sample_size, min_match=settings.sample_min_match),
         )
-        self.schedule = Schedule(settings=settings, client=client, state=state, queue=queue)
+        self.schedule = Schedule(settings=settings, client=client, state=state, queue=queue, check=self.check)
 
     # -- the manifest -----------------------------------------------------------------------
 
@@ -163,14 +163,29 @@ class Planner:
         try:
             manifest = self.manifest()
         except ManifestError as exc:
-            return self._closed_run(RunRequest(trigger="timer"), now, "Failed", str(exc))
-        if run_problem(manifest, self.settings.dataverse_url) is not None:
-            return None  # reported by every explicit run; the timer does not repeat it every tick
+            return self._configuration_problem(now, "Failed", str(exc))
+        problem = run_problem(manifest, self.settings.dataverse_url)
+        if problem is not None:
+            return self._configuration_problem(now, *problem)
         owed = self.schedule.owed_tables(manifest, now)
         if not owed:
             log.info("timer: nothing owed")
             return None
         return self.start(RunRequest(trigger="timer", tables=tuple(owed)))
+
+    def _configuration_problem(self, now: datetime, status: str, details: str) -> Started | None:
+        """Record a configuration no run can go ahead with, once per change of it, not on every tick.
+
+        The run carries the configuration's fingerprint; while the timer's latest run has the same one,
+        the problem is on record already (the status shows it) and the tick only logs.
+        """
+        fingerprint = configuration_fingerprint(self.settings)
+        if self.schedule.last_timer_configuration() == fingerprint:
+            log.info("timer: the configuration is unchanged and its problem on record: %s", details[:200])
+            return None
+        started = self._closed_run(RunRequest(trigger="timer"), now, status, details)
+        self.state.update_run(started.run_id, configuration=fingerprint)
+        return started
 
     def sweep(self, now: datetime) -> list[str]:
         """Re-enqueue the current step of every pass whose lease lapsed without progress."""

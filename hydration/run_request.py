@@ -64,6 +64,8 @@ def _tables(value: Any) -> tuple[str, ...] | None:
         or len(value) > MAX_REQUEST_TABLES
     ):
         raise RequestError("'tables' must be a list of table logical names")
+    if not value:
+        raise RequestError("'tables' is empty: name at least one table, or leave it out to run them all")
     return tuple(dict.fromkeys(t.strip().lower() for t in value))
 
 

@@ -8,14 +8,20 @@ the current step of a pass whose lease lapsed without progress (a lost message c
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from enum import StrEnum
+from urllib.parse import quote
 
-from .checkpoints import full_pass_reason, lease_expired, window_end
+from .checkpoints import Checkpoint, full_pass_reason, lease_expired, window_end
 from .dataverse import odata
 from .dataverse.client import DataverseClient
+from .dataverse.errors import FatalError
+from .eligibility import EligibilityCheck
 from .linking import MAPPING_SET, sources_filter
 from .manifest import Manifest, entry_problem
 from .messages import TaskMessage
@@ -26,9 +32,46 @@ from .storage.queues import TaskQueue
 from .worker import manifest_hash
 
 log = logging.getLogger(__name__)
+FILTER_BUDGET = 16_000
+"""Characters of percent-encoded sources filter per request: half of the 32 KB URL that Dataverse
+accepts (beyond it, 414), the rest left for the path and the other options. A source takes about 100
+characters with short names and up to about 700 with two names of 100 characters, so 200 sources
+feeding one table are asked about in groups."""
 FAILED_RETRY_AFTER = timedelta(hours=1)
 """The timer retries a table whose task Failed no sooner than this (a permanent error, such as a missing
 lookup column, would otherwise record a Failed run on every tick)."""
+
+
+TIMER_LOOKBACK = 50
+"""Runs read to find the timer's latest. Past that many runs from other triggers, a configuration problem
+is recorded once more: rarely, and harmless."""
+
+
+def configuration_fingerprint(settings: Settings) -> str:
+    """A digest of what decides whether any run can go ahead: the organization and the manifest."""
+    data = json.dumps([settings.dataverse_url, settings.manifest_text], separators=(",", ":"))
+    return hashlib.sha256(data.encode()).hexdigest()[:32]
+
+
+class Owed(StrEnum):
+    """Why a table owes a pass, besides the full-pass reasons of ``checkpoints``."""
+
+    RETRY_LIST = "rows wait on the retry list"
+    MAPPING_CHANGED = "the mapping changed"
+
+
+def source_groups(sources: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    """The sources in groups whose filter stays within ``FILTER_BUDGET`` once encoded, in order."""
+    groups: list[list[tuple[str, str]]] = []
+    length = 0
+    for source in sources:
+        size = len(quote(sources_filter([source]) + " or "))  # a little over its share of a group's
+        if not groups or length + size > FILTER_BUDGET:
+            groups.append([])
+            length = 0
+        groups[-1].append(source)
+        length += size
+    return groups
 
 
 @dataclass
@@ -39,6 +82,15 @@ class Schedule:
     client: DataverseClient
     state: StateStore
     queue: TaskQueue
+    check: EligibilityCheck
+
+    def last_timer_configuration(self) -> str | None:
+        """The configuration fingerprint on the timer's latest run among the newest (None: none)."""
+        for record in self.state.runs(limit=TIMER_LOOKBACK):
+            if record.get("trigger") == "timer":
+                value = record.get("configuration")
+                return value if isinstance(value, str) else None
+        return None
 
     def owed_tables(self, manifest: Manifest, now: datetime) -> list[str]:
         """The configured tables that owe a pass now, in the manifest's order."""
@@ -77,16 +129,17 @@ class Schedule:
         checkpoint = self.state.checkpoint(table).value
         if checkpoint.active:
             return None
-        digest = manifest_hash(
-            TaskRecord(run_id="", table=table, sources=[list(s) for s in sources]), self.settings.lookup
-        )
+        judged = self._hydrated_with(manifest, table, sources, checkpoint)
+        if judged is None:
+            return None
+        sources, digest = judged
         reason = full_pass_reason(
             checkpoint, now=now, manifest_hash=digest, full_every=self.settings.full_every, forced=False
         )
         if reason is not None:
             return reason
         if self.state.retry_count(table) > 0:
-            return "rows wait on the retry list"
+            return Owed.RETRY_LIST
         assert checkpoint.watermark is not None
         newest = self._newest_change(sources, checkpoint.watermark)
         if newest is None:
@@ -95,19 +148,49 @@ class Schedule:
         if newest >= settled_before:
             log.info("timer: %s has mapping changes still settling (newest %s)", table, newest.isoformat())
             return None
-        return "the mapping changed"
+        return Owed.MAPPING_CHANGED
+
+    def _hydrated_with(
+        self, manifest: Manifest, table: str, sources: list[tuple[str, str]], checkpoint: Checkpoint
+    ) -> tuple[list[tuple[str, str]], str] | None:
+        """The sources a run would hydrate the table from, and their digest; None if it would skip it.
+
+        A run leaves out the sources that metadata or the sample rule out (a typo in a name, a wrong
+        key), and the pass records the digest of those it was given. So when the manifest's own
+        sources differ from the checkpoint's digest, the timer asks what a run would keep before it
+        calls the configuration changed: otherwise a left-out source would start a run on every tick.
+        """
+        digest = self._digest(table, sources)
+        if checkpoint.watermark is None or checkpoint.manifest_hash == digest:
+            return sources, digest
+        try:
+            kept = self.check.verdict(manifest, [table]).eligible.get(table)
+        except FatalError:
+            return sources, digest  # a run records what went wrong
+        if not kept:
+            return None  # every source is Skipped: an explicit run says why; the timer does not repeat it
+        return kept, self._digest(table, kept)
+
+    def _digest(self, table: str, sources: Sequence[tuple[str, str]]) -> str:
+        record = TaskRecord(run_id="", table=table, sources=[list(s) for s in sources])
+        return manifest_hash(record, self.settings.lookup)
 
     def _newest_change(self, sources: Sequence[tuple[str, str]], since: datetime) -> datetime | None:
-        params = {
-            "$select": "modifiedon",
-            "$filter": f"{sources_filter(sources)} and modifiedon ge {odata.moment(since)}",
-            "$orderby": "modifiedon desc",
-            "$top": "1",
-        }
-        rows = self.client.get_json(MAPPING_SET, kind="newest_change", params=params).get("value") or []
-        if not rows:
-            return None
-        return datetime.fromisoformat(str(rows[0]["modifiedon"]).replace("Z", "+00:00"))
+        """The newest ``modifiedon`` among the sources' mapping rows since ``since``, a group at a time."""
+        newest: datetime | None = None
+        for group in source_groups(sources):
+            params = {
+                "$select": "modifiedon",
+                "$filter": f"{sources_filter(group)} and modifiedon ge {odata.moment(since)}",
+                "$orderby": "modifiedon desc",
+                "$top": "1",
+            }
+            answer = self.client.get_json(MAPPING_SET, kind="newest_change", params=params)
+            rows = answer.get("value") or []
+            if rows:
+                moment = datetime.fromisoformat(str(rows[0]["modifiedon"]).replace("Z", "+00:00"))
+                newest = moment if newest is None else max(newest, moment)
+        return newest
 
     def sweep(self, now: datetime) -> list[str]:
         """Re-enqueue the current step of every pass whose lease lapsed without progress."""

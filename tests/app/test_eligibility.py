@@ -197,3 +197,15 @@ def test_entries_feeding_one_table_become_one_task(app_env: dict[str, str], emul
         ["DataverseSales", "contact"],
     ]
     assert svc.queue.approximate_count() == 2  # one message per eligible table
+
+
+def test_a_large_sample_is_looked_up_in_chunks_within_the_url_limit(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    emulator.reset(contacts=1200, leads=10, seed=SEED)
+    emulator.advance_clock(16 * 60)
+    svc = with_manifest({**app_env, "HYDRATION_SAMPLE_SIZE": "1000"}, emulator, [SALES])
+    started, _ = start(svc)
+    assert (started.status, started.queued) == ("Running", ("contact",))  # was Failed: 414 on one In query
+    assert emulator.stats()["statuses"].get("414", 0) == 0
+    assert emulator.stats()["requests"]["query"] == 1 + 5  # the sample, then 1000 keys 200 at a time
