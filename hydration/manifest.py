@@ -7,7 +7,7 @@ tables among those it names or ask for a full pass, but never brings names of it
 caller sends reaches a Dataverse URL unless an administrator configured it.
 
 The rules and their messages mirror what users know from CI-D's own backstamping job; the rules that
-need Dataverse (the real primary key, the sample check against the data) are in ``planner``.
+need Dataverse (the real primary key, the sample check against the data) are in ``eligibility``.
 """
 
 from __future__ import annotations

@@ -20,15 +20,18 @@ from .dataverse.metadata import Metadata
 from .eligibility import Eligibility, EligibilityCheck, SampleSettings
 from .manifest import RUN_SKIPPED_NONE, Manifest, ManifestError, run_problem
 from .manifest import parse as parse_manifest
-from .run_request import RequestError, RunRequest, parse_request, select_tables
+from .run_request import RunRequest, RunRequestError, parse_request, select_tables
 from .runs import start_run
 from .scheduling import Schedule, configuration_fingerprint
 from .settings import Settings
 from .state import StateStore, TaskRecord, new_run_id
 from .storage.queues import TaskQueue
 
-__all__ = ["Planner", "RequestError", "RunRequest", "Started", "parse_request"]
+__all__ = ["Planner", "RequestError", "RunRequest", "RunRequestError", "Started", "parse_request"]
 log = logging.getLogger(__name__)
+RequestError = RunRequestError
+"""The name ``handlers`` and ``cli`` import; ``RunRequestError`` is not confused with the Dataverse
+client's ``dataverse.errors.RequestError``."""
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,7 @@ class Planner:
     def start(self, request: RunRequest) -> Started:
         """Start a run: record it, its Skipped tables, and enqueue one message per eligible table.
 
-        ``RequestError`` for a request naming tables the manifest does not configure (nothing is
+        ``RunRequestError`` for a request naming tables the manifest does not configure (nothing is
         recorded: the caller gets the error). An invalid manifest or a permanent Dataverse error records
         the run Failed with the reason; a transient one propagates (the trigger answers or retries).
         """

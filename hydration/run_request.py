@@ -3,7 +3,7 @@
 A request may choose tables among those the manifest configures, ask for a full pass or a dry run, and
 nothing else: it never brings names of its own, so nothing a caller sends reaches a Dataverse URL
 unless an administrator configured it. A request the planner cannot honour is the caller's mistake
-(``RequestError``), answered or recorded, never half-applied.
+(``RunRequestError``), answered or recorded, never half-applied.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ MAX_REQUEST_TABLES = 200
 """As many tables as a manifest may list: a longer list cannot be a list of configured tables."""
 
 
-class RequestError(ValueError):
+class RunRequestError(ValueError):
     """A run request that cannot be honoured (unknown tables, malformed options): the caller's mistake."""
 
 
@@ -39,13 +39,13 @@ def parse_request(data: Any, *, trigger: str) -> RunRequest:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise RequestError("the request must be a JSON object with optional keys full, tables and plan")
+        raise RunRequestError("the request must be a JSON object with optional keys full, tables and plan")
     unknown = sorted(set(data) - _REQUEST_KEYS)
     if unknown:
-        raise RequestError(f"unknown request keys {unknown[:5]}; allowed: full, tables, plan")
+        raise RunRequestError(f"unknown request keys {unknown[:5]}; allowed: full, tables, plan")
     for key in ("full", "plan"):
         if key in data and not isinstance(data[key], bool):
-            raise RequestError(f"{key!r} must be true or false")
+            raise RunRequestError(f"{key!r} must be true or false")
     return RunRequest(
         trigger=trigger,
         full=data.get("full", False),
@@ -63,20 +63,20 @@ def _tables(value: Any) -> tuple[str, ...] | None:
         or not all(isinstance(t, str) for t in value)
         or len(value) > MAX_REQUEST_TABLES
     ):
-        raise RequestError("'tables' must be a list of table logical names")
+        raise RunRequestError("'tables' must be a list of table logical names")
     if not value:
-        raise RequestError("'tables' is empty: name at least one table, or leave it out to run them all")
+        raise RunRequestError("'tables' is empty: name at least one table, or leave it out to run them all")
     return tuple(dict.fromkeys(t.strip().lower() for t in value))
 
 
 def select_tables(manifest: Manifest, tables: Sequence[str] | None) -> list[str]:
-    """The configured tables a request chose, in the manifest's order (``RequestError`` for others)."""
+    """The configured tables a request chose, in the manifest's order (``RunRequestError`` for others)."""
     configured = manifest.tables
     if tables is None:
         return configured
     unknown = [t for t in tables if t not in configured]
     if unknown:
-        raise RequestError(
+        raise RunRequestError(
             f"not configured in the manifest: {', '.join(unknown[:10])[:300]}; "
             f"configured tables: {', '.join(configured) or 'none'}"
         )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from hydration.manifest import parse
-from hydration.run_request import RequestError, RunRequest, parse_request, select_tables
+from hydration.run_request import RunRequest, RunRequestError, parse_request, select_tables
 
 MANIFEST = parse(
     json.dumps(
@@ -51,7 +51,7 @@ def test_a_request_reads_its_options(data: Any, expected: RunRequest) -> None:
     ],
 )
 def test_a_malformed_request_is_refused(data: Any, message: str) -> None:
-    with pytest.raises(RequestError) as raised:
+    with pytest.raises(RunRequestError) as raised:
         parse_request(data, trigger="t")
     assert message in str(raised.value)
 
@@ -67,5 +67,5 @@ def test_a_request_selects_configured_tables_in_the_manifests_order(
 
 
 def test_a_table_the_manifest_does_not_configure_is_refused() -> None:
-    with pytest.raises(RequestError, match="not configured in the manifest: account; configured tables"):
+    with pytest.raises(RunRequestError, match="not configured in the manifest: account; configured tables"):
         select_tables(MANIFEST, ("account",))
