@@ -92,25 +92,31 @@ class EligibilityCheck:
         still: list[Entry] = []
         found: list[str] = []
         for entry in kept:
-            problem = primary_key_problem(entry, info.primary_id)
-            if problem is None:
-                figures = self.figures(entry, info.entity_set, info.primary_id)
-                verdict = judge(figures, self.sample.min_match)
-                if verdict is not SampleVerdict.PROCEEDS:
-                    problem = skip_reason(entry, info.primary_id, figures, verdict, self.sample.min_match)
-                elif (text := note(entry, figures, self.sample.min_match)) is not None:
-                    found.append(text)
+            problem = primary_key_problem(entry, info.primary_id) or self._sample_problem(
+                entry, info.entity_set, info.primary_id, found
+            )
             if problem:
                 reasons.append(problem)
             else:
                 still.append(entry)
         return still, reasons, found
 
+    def _sample_problem(self, entry: Entry, entity_set: str, primary_id: str, found: list[str]) -> str | None:
+        """Why the sample rules an entry out, else None (appending to ``found`` what it saw)."""
+        figures = self.figures(entry, entity_set, primary_id)
+        verdict = judge(figures, self.sample.min_match)
+        if verdict is not SampleVerdict.PROCEEDS:
+            return skip_reason(entry, primary_id, figures, verdict, self.sample.min_match)
+        text = note(entry, figures, self.sample.min_match)
+        if text is not None:
+            found.append(text)
+        return None
+
     def figures(self, entry: Entry, entity_set: str, primary_id: str) -> SampleFigures:
         """Sample the entry's newest mapping rows and count those that name an existing row.
 
-        With the sample off (size 0) only one row is read: a source with no mapping rows at all (a typo
-        in its names) is still Skipped, and nothing is matched.
+        With the sample off (size 0) one row is read, so that a source with no mapping rows at all (a
+        typo in its names) is still Skipped; nothing is looked up, and the row read counts as matching.
         """
         params = {
             "$select": "msdynci_alternatevalue",

@@ -7,19 +7,20 @@ Ordinary deletions must not stop a table. The figures tell them apart:
 
 - A wrong key or another organization's data names rows that are not there. A value that is not a
   GUID cannot be a Dataverse primary key at all, and two random GUIDs (122 random bits) coincide with
-  a chance of about 2**-122, so the share that matches is 0, not merely low.
+  a chance of about 2**-122, so the share that matches is 0, not merely low. (A sandbox copied from
+  the other organization shares its GUIDs; no sample can tell that apart.)
 - A deleted source row leaves its mapping row behind until the next unification removes it, so a
   sample of recent rows holds the rows deleted since: 14 % of leads in the report that raised this,
   far more after a clean-up. Those are GUIDs that name no row, and the rest match.
 
 So the default ``DEFAULT_MIN_MATCH`` is 10 %: at a sample of 200, at least 20 rows must name a row,
 which no wrong key or foreign organization reaches by chance, while a table whose sampled rows were up
-to 90 % deleted proceeds. Sampling noise is small beside that margin: at 200 rows and a true live
-share of 20 %, the sampled share lies within ±3 points two times in three. Proceeding costs nothing
-for the deleted rows: each pass counts them "without a source row" and writes nothing for them. The
-setting is validated between ``MIN_MATCH_RANGE``: 0 would let a sample that matches nothing proceed
-(turn the sample off with a size of 0 instead), and above one half a table would stop when half its
-recent rows were deleted, which a clean-up does.
+to 90 % deleted proceeds. Sampling noise is small beside that margin: a table whose recent rows are
+80 % deleted (20 % live) draws fewer than 20 live rows of 200 with a chance of 1 in 20,000 (binomial).
+Proceeding costs nothing for the deleted rows: each pass counts them "without a source row" and
+writes nothing for them. The setting is validated within ``MIN_MATCH_RANGE``: 0 would let a sample
+that matches nothing proceed (turn the sample off with a size of 0 instead), and above one half a
+table would stop when half its recent rows were deleted, which a clean-up does.
 """
 
 from __future__ import annotations
