@@ -72,11 +72,21 @@ class EmulatorClient:
         """A Web API session acting as ``user``."""
         return WebApi(self.base_url, user)
 
-    def reset(self, *, contacts: int, leads: int, seed: int = 1, modes: dict[str, Any] | None = None) -> Any:
-        """Rebuild and reseed; ``modes`` may include the seed-time ones."""
-        return self._call(
-            "POST", "reset", {"contacts": contacts, "leads": leads, "seed": seed, "modes": modes or {}}
-        )
+    def reset(
+        self,
+        *,
+        contacts: int,
+        leads: int,
+        seed: int = 1,
+        modes: dict[str, Any] | None = None,
+        orphans: dict[str, float] | None = None,
+    ) -> Any:
+        """Rebuild and reseed; ``modes`` may include the seed-time ones.
+
+        ``orphans`` deletes a share of each named table's mapped rows; their mapping rows stay.
+        """
+        body = {"contacts": contacts, "leads": leads, "seed": seed, "modes": modes or {}}
+        return self._call("POST", "reset", {**body, "orphans": orphans} if orphans else body)
 
     def modes(self, **changes: Any) -> dict[str, Any]:
         """Change live modes (none: just read them)."""

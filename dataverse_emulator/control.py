@@ -26,7 +26,14 @@ from typing import Any
 from werkzeug.wrappers import Request
 
 from .faults import FaultError
-from .generator import SOURCES, publish_deferred, reunify, seed_organization, sync_message_filters
+from .generator import (
+    SOURCES,
+    orphan_shares,
+    publish_deferred,
+    reunify,
+    seed_organization,
+    sync_message_filters,
+)
 from .limits import LimitsError
 from .modes import ModeError, Modes
 from .organization import Organization, SeedParams, Stats
@@ -89,7 +96,7 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
         org.stats = Stats()
         return 200, org.stats.to_json()
     if (method, path) == ("POST", "reset"):
-        return _reset(org, _body(request, ("contacts", "leads", "seed", "modes")))
+        return _reset(org, _body(request, ("contacts", "leads", "seed", "modes", "orphans")))
     if (method, path) == ("GET", "modes"):
         return 200, org.modes.to_json()
     if (method, path) == ("PATCH", "modes"):
@@ -136,6 +143,7 @@ def _reset(org: Organization, body: dict[str, Any]) -> Answer:
         contacts=_int(body, "contacts", org.seed.contacts),
         leads=_int(body, "leads", org.seed.leads),
         seed=_int(body, "seed", org.seed.seed),
+        orphans=_orphans(body),
     )
     modes = body.get("modes", {})
     if not isinstance(modes, dict):
@@ -148,6 +156,13 @@ def _reset(org: Organization, body: dict[str, Any]) -> Answer:
         org.faults.clear()
         counts = seed_organization(org)
     return 200, {"seeded": counts, "modes": org.modes.to_json()}
+
+
+def _orphans(body: dict[str, Any]) -> dict[str, float]:
+    try:
+        return orphan_shares(body.get("orphans", {}))
+    except ValueError as exc:
+        raise ControlError(str(exc)) from exc
 
 
 def _reunify(org: Organization, body: dict[str, Any]) -> Answer:

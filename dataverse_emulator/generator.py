@@ -3,7 +3,8 @@
 ``seed_organization`` fills contacts, leads, profiles and mapping rows from a seed: several source rows
 merged into one profile, source rows with no mapping, mapping rows whose source row was deleted, two
 Dataverse data sources feeding ``contact`` (some naming different profiles: conflicts), a source that is
-not Dataverse, a few keys in upper case and a few that are not GUIDs. ``reunify`` changes a fraction of
+not Dataverse, a few keys in upper case and a few that are not GUIDs; on request (``orphans``), a chosen
+share of a table's mapped rows deleted after unification. ``reunify`` changes a fraction of
 the mapping as a new unification would: moves, new mapped rows, deleted mapping rows, and profiles
 merged away and deleted, each with a new ``modifiedon``.
 """
@@ -235,8 +236,51 @@ def seed_organization(org: Organization) -> dict[str, int]:
         ]
         with store.deferred_indexes(*tables):
             counts = _seed(org)
+        for table, share in org.seed.orphans.items():
+            counts[f"orphaned_{table}"] = orphan(org, table, share)
         sync_message_filters(org)
     return counts
+
+
+ORPHAN_TABLES = ("contact", "lead")
+"""The source tables whose rows ``orphan`` can delete."""
+
+
+def orphan_shares(value: object) -> dict[str, float]:
+    """Read the ``orphans`` seed parameter, ``{source table: share of its mapped rows}``, strictly."""
+    if not isinstance(value, dict):
+        raise ValueError("'orphans' must be an object: source table -> share of its mapped rows to delete")
+    for table, share in value.items():
+        if table not in ORPHAN_TABLES:
+            raise ValueError(f"'orphans' names {table!r}; only {', '.join(ORPHAN_TABLES)} can be orphaned")
+        if isinstance(share, bool) or not isinstance(share, int | float) or not 0 <= share <= 1:
+            raise ValueError(f"'orphans' share of {table} must be a number from 0 to 1")
+    return {table: float(share) for table, share in value.items()}
+
+
+def orphan(org: Organization, table: str, share: float) -> int:
+    """Delete ``share`` of a table's mapped rows; return how many mapping rows now name no row.
+
+    Users delete leads and contacts after a unification; their mapping rows stay behind until the next
+    unification, as CI-D's do. The rows deleted are those whose first mapping row has the lowest id:
+    ids come from the seed, so the choice is deterministic, and it is unrelated to ``modifiedon``, so a
+    sample of the newest mapping rows sees about ``share`` of them orphaned. A row named by several
+    data sources orphans each of its mapping rows.
+    """
+    entity = org.entity(table)
+    key = quote(entity.primary_id)
+    sources = [s for s in SOURCES if s.dataverse and s.table == table]
+    where = " OR ".join("(m.msdynci_datasourcename = ? AND m.msdynci_entityname = ?)" for _ in sources)
+    mapped = org.store.fetch(
+        f"SELECT t.{key} AS id, COUNT(*) AS mappings FROM {quote(table)} t "
+        f"JOIN msdynci_alternatekey m ON lower(trim(m.msdynci_alternatevalue, '{{}}')) = t.{key} "
+        f"WHERE {where} GROUP BY t.{key} ORDER BY MIN(m.msdynci_alternatekeyid)",
+        [name for s in sources for name in (s.datasource, s.entity)],
+    )
+    chosen = mapped[: round(share * len(mapped))]
+    for row in chosen:
+        org.store.delete(entity, row["id"])
+    return sum(int(row["mappings"]) for row in chosen)
 
 
 class _Keys:

@@ -43,6 +43,8 @@ class SeedParams:
     contacts: int = 1000
     leads: int = 500
     seed: int = 1
+    orphans: dict[str, float] = field(default_factory=dict)
+    """Per source table, the share of its mapped rows deleted after unification (``generator.orphan``)."""
 
 
 class Stats:

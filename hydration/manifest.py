@@ -7,7 +7,7 @@ tables among those it names or ask for a full pass, but never brings names of it
 caller sends reaches a Dataverse URL unless an administrator configured it.
 
 The rules and their messages mirror what users know from CI-D's own backstamping job; the rules that
-need Dataverse (the real primary key, the sample check against the data) are in ``planner``.
+need Dataverse (the real primary key, the sample check against the data) are in ``eligibility``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ RUN_SKIPPED_NONE = (
     "The backstamping job is skipped. It only runs when unification setup contains tables that are "
     "ingested to Customer Insights from the same Dataverse organization that was configured or selected "
     "during instance creation."
+)
+
+RUN_SKIPPED_EMPTY = (
+    'The backstamping job is skipped because the manifest lists no tables (its "tables" is empty): '
+    "list the tables Customer Insights unified, for example from `python -m hydration discover "
+    "--manifest`."
 )
 
 
@@ -164,7 +170,7 @@ def run_problem(manifest: Manifest, organization_url: str) -> tuple[str, str] | 
     """Whether the whole run cannot go ahead: ``(status, details)``, else None.
 
     A manifest for another organization is a configuration error (Failed); a private data lake means
-    there is nothing in Dataverse to link to (Skipped).
+    there is nothing in Dataverse to link to, and a manifest without tables names nothing (Skipped).
     """
     if not same_organization(manifest.organization_url, organization_url):
         return (
@@ -174,6 +180,8 @@ def run_problem(manifest: Manifest, organization_url: str) -> tuple[str, str] | 
         )
     if manifest.output_mode == "privateDataLake":
         return ("Skipped", RUN_SKIPPED_LAKE)
+    if not manifest.entries:
+        return ("Skipped", RUN_SKIPPED_EMPTY)
     return None
 
 

@@ -24,6 +24,7 @@ from .dataverse.client import ClientSettings
 from .dataverse.metadata import LookupSpec
 from .dataverse.odata import InvalidNameError
 from .link_settings import LinkSettings
+from .sample import DEFAULT_MIN_MATCH, MIN_MATCH_RANGE
 
 QUEUE_NAME = "hydration-tasks"
 """The job queue; the host moves messages that keep failing to ``hydration-tasks-poison``."""
@@ -125,8 +126,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HYDRATION_SAMPLE_SIZE", "200", "Mapping rows sampled per table before it is enqueued (0: off)."),
     Setting(
         "HYDRATION_SAMPLE_MIN_MATCH",
-        "0.9",
-        "Share of sampled mapping rows that must name an existing source row, else the table is Skipped.",
+        str(DEFAULT_MIN_MATCH),
+        "Share of sampled mapping rows that must name an existing source row, else the table is Skipped "
+        "(0.01 to 0.5; deleted rows do not stop a table, a wrong key or organization matches nothing).",
     ),
     Setting("HYDRATION_TABLE_PREFIX", "hydration", "Prefix of the state tables' names."),
 )
@@ -174,7 +176,7 @@ class Settings:
     link: LinkSettings = field(default_factory=LinkSettings)
     lease_ttl: timedelta = timedelta(minutes=30)
     sample_size: int = 200
-    sample_min_match: float = 0.9
+    sample_min_match: float = DEFAULT_MIN_MATCH
     table_prefix: str = "hydration"
 
     @classmethod
@@ -359,7 +361,7 @@ class _Reader:
             link=self.link(),
             lease_ttl=timedelta(minutes=self.number("HYDRATION_LEASE_MINUTES", 5, 24 * 60)),
             sample_size=int(self.number("HYDRATION_SAMPLE_SIZE", 0, 5000)),
-            sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", 0, 1, integer=False),
+            sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", *MIN_MATCH_RANGE, integer=False),
             table_prefix=prefix,
         )
 

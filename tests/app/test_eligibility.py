@@ -11,6 +11,7 @@ from hydration.manifest import RUN_SKIPPED_LAKE, RUN_SKIPPED_NONE
 from hydration.planner import RunRequest
 from hydration.service import Services, services
 
+from ..conftest import CONTACTS, LEADS, SEED
 from .conftest import assert_all_correct, drain, manifest
 
 pytestmark = pytest.mark.integration
@@ -82,8 +83,64 @@ def test_the_sample_check_skips_a_table_whose_mapping_names_other_rows(
     details = tasks["lead"].details
     assert tasks["lead"].status == "Skipped"
     assert "only 0 of 200 sampled mapping rows (0%) name an existing lead row" in details
+    assert "(200 name no row, 0 are not GUIDs), below HYDRATION_SAMPLE_MIN_MATCH (10%)" in details
     assert "may not be the table's primary key" in details
     assert "another Dataverse organization" in details
+
+
+@pytest.mark.parametrize("share", [0.0, 0.15, 0.4])
+def test_a_table_with_deleted_rows_proceeds_and_links_every_live_row(
+    app_env: dict[str, str], emulator: EmulatorClient, share: float
+) -> None:
+    seeded = emulator.reset(contacts=CONTACTS, leads=LEADS, seed=SEED, orphans={"lead": share})["seeded"]
+    emulator.advance_clock(16 * 60)
+    orphans = seeded["orphaned_lead"]
+    mapped = orphans + emulator.links("lead", rows="none")["summary"]["expected_links"]
+    assert orphans == round(share * mapped)  # one mapping row per lead; some leads were never mapped
+    svc = with_manifest(app_env, emulator, [LEAD])
+    started, _ = start(svc)
+    assert started.queued == ("lead",)
+    run = svc.state.run(started.run_id)
+    assert run is not None
+    if orphans:
+        assert f"{orphans} of {mapped} sampled mapping rows name no lead row" in run["details"]
+    view = drain(svc, started.run_id)
+    assert view["status"] == "Successful"
+    (lead,) = view["tables"]
+    assert f"{orphans} without a source row" in lead["details"]
+    truth = emulator.links("lead", rows="all")
+    assert truth["summary"]["rows"] == LEADS - orphans
+    for row in truth["rows"]:  # every live row, one by one: linked as the mapping says, or unmapped
+        assert row["outcome"] == "correct", row
+        assert row["current"] == row["expected"], row
+    assert sum(1 for row in truth["rows"] if row["current"]) == mapped - orphans
+
+
+def test_values_that_are_not_guids_skip_the_table_with_the_figures(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    # The loyalty platform's member ids, said to be the lead key: no value is a GUID.
+    members = {"dataSource": "LoyaltyPlatform", "entity": "Members", "connector": "Dataverse"}
+    svc = with_manifest(app_env, emulator, [{**members, "dataverseTable": "lead", "primaryKey": "leadid"}])
+    started, tasks = start(svc)
+    assert started.status == "Skipped"
+    details = tasks["lead"].details
+    assert "sampled mapping rows (0%) name an existing lead row" in details
+    assert "are not GUIDs), below HYDRATION_SAMPLE_MIN_MATCH (10%)" in details
+    assert "cannot be the table's primary key leadid" in details
+
+
+@pytest.mark.parametrize("sample_size", ["200", "0"])
+def test_a_source_with_no_mapping_rows_is_skipped_by_name(
+    app_env: dict[str, str], emulator: EmulatorClient, sample_size: str
+) -> None:
+    typo = {**LEAD, "dataSource": "DataverseSale"}
+    svc = with_manifest({**app_env, "HYDRATION_SAMPLE_SIZE": sample_size}, emulator, [typo, SALES])
+    started, tasks = start(svc)
+    assert started.queued == ("contact",)  # even with the sample off: nothing to link, said so
+    assert tasks["lead"].status == "Skipped"
+    assert "DataverseSale/lead is skipped because the mapping table" in tasks["lead"].details
+    assert "msdynci_datasourcename 'DataverseSale'" in tasks["lead"].details
 
 
 def test_an_ineligible_source_is_left_out_of_an_eligible_table(
@@ -140,3 +197,15 @@ def test_entries_feeding_one_table_become_one_task(app_env: dict[str, str], emul
         ["DataverseSales", "contact"],
     ]
     assert svc.queue.approximate_count() == 2  # one message per eligible table
+
+
+def test_a_large_sample_is_looked_up_in_chunks_within_the_url_limit(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    emulator.reset(contacts=1200, leads=10, seed=SEED)
+    emulator.advance_clock(16 * 60)
+    svc = with_manifest({**app_env, "HYDRATION_SAMPLE_SIZE": "1000"}, emulator, [SALES])
+    started, _ = start(svc)
+    assert (started.status, started.queued) == ("Running", ("contact",))  # was Failed: 414 on one In query
+    assert emulator.stats()["statuses"].get("414", 0) == 0
+    assert emulator.stats()["requests"]["query"] == 1 + 5  # the sample, then 1000 keys 200 at a time

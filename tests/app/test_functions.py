@@ -115,6 +115,7 @@ def test_post_runs_options_plan_full_and_tables(
         ({"full": "yes"}, "'full' must be true or false"),
         ({"everything": True}, "unknown request keys"),
         ({"tables": "contact"}, "must be a list"),
+        ({"tables": []}, "'tables' is empty"),
     ],
 )
 def test_post_runs_rejects_bad_requests_with_400_and_records_nothing(

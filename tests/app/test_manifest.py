@@ -142,3 +142,41 @@ def test_primary_key_rule() -> None:
     assert problem is not None
     assert "(emailaddress1) is not the primary key of the Dataverse table contact (contactid)" in problem
     assert primary_key_problem(parse(text(entry(primaryKey="ContactId"))).entries[0], "contactid") is None
+
+
+@pytest.mark.parametrize(
+    ("fields", "top"),
+    [
+        ({"dataSource": "DataverseSales\n"}, {}),  # a trailing newline: Python's $ would let it through
+        ({"entity": "contact\n"}, {}),
+        ({"dataverseTable": "contact\n"}, {}),
+        ({"dataSource": "Dataverse\nSales"}, {}),
+        ({"dataSource": "DataverseSales\r"}, {}),
+        ({"connector": "Dataverse\n"}, {}),
+        ({"connector": "Data\x00verse"}, {}),
+        ({"primaryKey": "contactid\n"}, {}),
+        ({"primaryKey": "contact\tid"}, {}),
+        ({"primaryKey": "contactid\u2028"}, {}),
+        ({"sourceOrganizationUrl": ORG + "\n"}, {}),
+        ({}, {"organizationUrl": ORG + "\n"}),
+        ({}, {"organizationUrl": ORG + "/\n"}),
+    ],
+)
+def test_schema_patterns_match_whole_values_without_control_characters(
+    fields: dict[str, Any], top: dict[str, Any]
+) -> None:
+    with pytest.raises(ManifestError, match="does not follow the manifest schema"):
+        parse(text(entry(**fields), **top))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"dataSource": "Dataverse Sales-2.eu"},
+        {"connector": "Power Query Dataverse"},
+        {"primaryKey": "Member Id (ünïcode)"},
+        {"sourceOrganizationUrl": "http://127.0.0.1:8080/"},
+    ],
+)
+def test_strict_patterns_still_accept_ordinary_values(fields: dict[str, Any]) -> None:
+    assert parse(text(entry(**fields))).entries

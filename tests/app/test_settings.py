@@ -55,7 +55,11 @@ def test_missing_required_settings_are_all_named() -> None:
         ("HYDRATION_LOOKUP_SCHEMA_NAME", "bad name; drop", "lookup settings"),
         ("HYDRATION_TABLE_PREFIX", "hy-dration", "letters and digits"),
         ("AZURE_CLIENT_ID", "not-a-guid", "is not a GUID"),
-        ("HYDRATION_SAMPLE_MIN_MATCH", "2", "between 0 and 1"),
+        ("HYDRATION_SAMPLE_SIZE", "5001", "between 0 and 5000"),
+        ("HYDRATION_SAMPLE_MIN_MATCH", "2", "between 0.01 and 0.5"),
+        ("HYDRATION_SAMPLE_MIN_MATCH", "0", "between 0.01 and 0.5"),
+        ("HYDRATION_SAMPLE_MIN_MATCH", "0.9", "between 0.01 and 0.5"),
+        ("HYDRATION_SAMPLE_MIN_MATCH", "nan", "between 0.01 and 0.5"),
         ("HYDRATION_STORAGE", "nonsense", "not a storage connection string"),
     ],
 )

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.clock import FakeClock
+from hydration.manifest import RUN_SKIPPED_EMPTY, RUN_SKIPPED_LAKE
+from hydration.passes import manifest_hash
 from hydration.planner import RunRequest
-from hydration.service import Services
+from hydration.service import Services, services
+from hydration.state import TaskRecord
 
-from .conftest import assert_all_correct, drain, one_page_steps, queue_driver
+from .conftest import assert_all_correct, drain, manifest, one_page_steps, queue_driver
 
 pytestmark = pytest.mark.integration
 
@@ -110,3 +115,95 @@ def test_a_table_that_failed_is_retried_by_the_timer_an_hour_later(
     assert again is not None
     assert set(again.queued) == {"contact", "lead"}
     drain(svc, again.run_id)
+
+
+def timer_runs(svc: Services) -> list[dict[str, object]]:
+    return [r for r in svc.state.runs(limit=50) if r.get("trigger") == "timer"]
+
+
+def test_a_configuration_no_run_can_use_is_recorded_once_per_change_not_every_tick(
+    app_env: dict[str, str], clock: Clock, emulator: EmulatorClient
+) -> None:
+    foreign = manifest("https://fabrikam.crm.dynamics.com")
+    svc = one_page_steps({**app_env, "HYDRATION_MANIFEST": json.dumps(foreign)}, clock=clock)
+    first = svc.planner().tick()
+    assert first is not None
+    assert first.status == "Failed"
+    assert "describes the organization https://fabrikam.crm.dynamics.com" in first.details
+    clock.advance(timedelta(minutes=15).total_seconds())
+    assert svc.planner().tick() is None  # on record already: not a run per tick
+    assert len(timer_runs(svc)) == 1
+
+    lake = manifest(emulator.base_url, outputMode="privateDataLake")
+    changed = one_page_steps({**app_env, "HYDRATION_MANIFEST": json.dumps(lake)}, clock=clock)
+    second = changed.planner().tick()
+    assert second is not None
+    assert (second.status, second.details) == ("Skipped", RUN_SKIPPED_LAKE)
+    assert changed.planner().tick() is None
+    assert len(timer_runs(changed)) == 2
+
+
+def test_an_invalid_manifest_is_recorded_once_by_the_timer(app_env: dict[str, str], clock: Clock) -> None:
+    svc = one_page_steps({**app_env, "HYDRATION_MANIFEST": '{"version": 1}'}, clock=clock)
+    first = svc.planner().tick()
+    assert first is not None
+    assert first.status == "Failed"
+    assert svc.planner().tick() is None
+    assert len(timer_runs(svc)) == 1
+
+
+def test_a_manifest_without_tables_is_skipped_with_a_text_that_says_so(app_env: dict[str, str]) -> None:
+    svc = services(
+        {**app_env, "HYDRATION_MANIFEST": json.dumps(manifest(app_env["DATAVERSE_URL"], tables=[]))}
+    )
+    started = svc.planner().start(RunRequest(trigger="test"))
+    assert (started.status, started.details) == ("Skipped", RUN_SKIPPED_EMPTY)
+    assert "lists no tables" in started.details
+
+
+def test_a_source_left_out_by_eligibility_does_not_start_a_run_every_tick(
+    app_env: dict[str, str], clock: Clock
+) -> None:
+    lead = {
+        "dataSource": "DataverseSales",
+        "entity": "lead",
+        "connector": "Dataverse",
+        "primaryKey": "leadid",
+    }
+    members = {**lead, "dataSource": "LoyaltyPlatform", "entity": "Members", "dataverseTable": "lead"}
+    typo = {**lead, "dataSource": "DataverseSale"}
+    tables = [lead, members, typo]  # the sample leaves out the member ids and the typo
+    env = {**app_env, "HYDRATION_MANIFEST": json.dumps(manifest(app_env["DATAVERSE_URL"], tables=tables))}
+    svc = one_page_steps(env, clock=clock)
+    first = svc.planner().tick()
+    assert first is not None
+    assert first.queued == ("lead",)
+    drain(svc, first.run_id)
+    assert svc.planner().tick() is None  # the pass was given one source: its configuration is unchanged
+
+
+def test_the_timer_asks_about_200_sources_of_one_table_in_groups(
+    app_env: dict[str, str], clock: Clock, emulator: EmulatorClient
+) -> None:
+    sales = {"dataSource": "DataverseSales", "entity": "contact", "connector": "Dataverse"}
+    many = [{**sales, "primaryKey": "contactid"}] + [
+        {**sales, "dataSource": f"Regional source {n:03d} ".ljust(100, "x"), "primaryKey": "contactid"}
+        for n in range(199)
+    ]
+    env = {**app_env, "HYDRATION_MANIFEST": json.dumps(manifest(app_env["DATAVERSE_URL"], tables=many))}
+    svc = one_page_steps(env, clock=clock)
+    sources = [[e["dataSource"], e["entity"]] for e in many]
+    loaded = svc.state.checkpoint("contact")
+    hydrated = replace(
+        loaded.value,
+        watermark=clock.now() - timedelta(days=30),
+        last_full_pass=clock.now(),
+        manifest_hash=manifest_hash(
+            TaskRecord(run_id="", table="contact", sources=sources), svc.settings.lookup
+        ),
+    )
+    svc.state.save_checkpoint(hydrated, loaded.etag)
+    planner = svc.planner()
+    # Every seeded mapping row is newer than the watermark and settled: one query per group finds it.
+    assert planner.schedule.owed(planner.manifest(), "contact", clock.now()) == "the mapping changed"
+    assert emulator.stats()["statuses"].get("414", 0) == 0

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from dataverse_emulator.client import EmulatorClient, WebApi
+from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DATAVERSE_SOURCES = {
@@ -376,3 +376,55 @@ def test_reunify_refuses_bad_parameters_and_changes_nothing(
     assert response.status_code == 400
     assert response.json() == {"error": message}
     assert without_times(scene(api)) == before
+
+
+def orphaned(data: dict[str, dict[str, dict[str, Any]]], entity: str, rows: str) -> list[dict[str, Any]]:
+    """The Sales mapping rows of a table whose GUID value names no row of it."""
+    return [
+        m
+        for m in data["mappings"].values()
+        if (m["msdynci_datasourcename"], m["msdynci_entityname"]) == ("DataverseSales", entity)
+        and GUID.match(m["msdynci_alternatevalue"].lower())
+        and m["msdynci_alternatevalue"].lower() not in data[rows]
+    ]
+
+
+@pytest.mark.parametrize("share", [0.0, 0.15, 0.4])
+def test_orphans_delete_a_share_of_a_tables_mapped_rows_and_keep_their_mapping(
+    emulator: EmulatorClient, api: WebApi, share: float
+) -> None:
+    plain = scene(api)
+    assert not orphaned(plain, "lead", "leads")  # the standard scene names only leads that exist
+    lead_rows = [m for m in plain["mappings"].values() if m["msdynci_entityname"] == "lead"]
+    seeded = emulator.reset(contacts=300, leads=150, seed=7, orphans={"lead": share})["seeded"]
+    data = scene(api)
+    assert data["mappings"].keys() == plain["mappings"].keys()  # the mapping rows stay behind
+    assert data["contacts"].keys() == plain["contacts"].keys()  # other tables are untouched
+    lost = orphaned(data, "lead", "leads")
+    assert seeded["orphaned_lead"] == len(lost) == len(plain["leads"]) - len(data["leads"])
+    assert len(lost) == round(share * len(lead_rows))
+
+
+def test_orphans_are_the_same_rows_for_the_same_seed(emulator: EmulatorClient, api: WebApi) -> None:
+    emulator.reset(contacts=100, leads=60, seed=3, orphans={"lead": 0.3, "contact": 0.1})
+    first = scene(api)
+    emulator.reset(contacts=100, leads=60, seed=3, orphans={"lead": 0.3, "contact": 0.1})
+    assert scene(api)["leads"].keys() == first["leads"].keys()
+    assert scene(api)["contacts"].keys() == first["contacts"].keys()
+    emulator.reset(contacts=100, leads=60, seed=3)
+    assert len(scene(api)["leads"]) == 60  # a reset without orphans deletes nothing
+
+
+@pytest.mark.parametrize(
+    ("orphans", "expected"),
+    [
+        ({"account": 0.1}, "only contact, lead can be orphaned"),
+        ({"lead": 1.5}, "must be a number from 0 to 1"),
+        ({"lead": True}, "must be a number from 0 to 1"),
+    ],
+)
+def test_orphans_out_of_range_are_refused(
+    emulator: EmulatorClient, orphans: dict[str, Any], expected: str
+) -> None:
+    with pytest.raises(ControlError, match=expected):
+        emulator.reset(contacts=10, leads=5, seed=1, orphans=orphans)
