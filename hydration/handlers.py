@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from .messages import RUN_ID
+from .messages import is_run_id
 from .planner import RequestError, RunRequest, Started, parse_request
-from .service import Services, services
-from .settings import SettingsError
+from .service import Services
+from .service import services as _configured_services
+from .settings import SettingsError, apply_log_levels
 from .status import render_html, report
 from .worker import Outcome
 
@@ -43,6 +44,13 @@ def started_view(started: Started) -> dict[str, Any]:
 
 def _error(status: int, message: str, **extra: Any) -> tuple[int, dict[str, Any]]:
     return status, {"error": message, **extra}
+
+
+def services(env: Mapping[str, str] | None = None) -> Services:
+    """The process's services, with the log levels the settings ask for (HTTP request lines at INFO)."""
+    svc = _configured_services(env)
+    apply_log_levels(svc.settings)
+    return svc
 
 
 def on_timer(svc: Services | None = None) -> Started | None:
@@ -103,7 +111,7 @@ def on_status_request(
     if not 1 <= limit <= 100:
         return _error(400, "limit must be between 1 and 100")
     run_id = params.get("run") or None
-    if run_id is not None and not RUN_ID.fullmatch(run_id):
+    if run_id is not None and not is_run_id(run_id):
         return _error(400, "run must be a run id such as 20261129T021500Z-1a2b3c4d")
     try:
         svc = services(env)

@@ -11,6 +11,7 @@ name, so a misconfigured app says what to fix instead of failing on its first re
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,11 +20,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .dataverse.auth import is_loopback
 from .dataverse.client import ClientSettings
 from .dataverse.metadata import LookupSpec
 from .dataverse.odata import InvalidNameError
+from .dataverse.organization_url import InvalidOrganizationUrlError, OrganizationUrl
 from .linking import LinkSettings
+from .storage.queues import AzureTaskQueue
+from .storage.tables import AzureStateTables
 
 QUEUE_NAME = "hydration-tasks"
 """The job queue; the host moves messages that keep failing to ``hydration-tasks-poison``."""
@@ -129,6 +132,24 @@ SETTINGS: tuple[Setting, ...] = (
         "Share of sampled mapping rows that must name an existing source row, else the table is Skipped.",
     ),
     Setting("HYDRATION_TABLE_PREFIX", "hydration", "Prefix of the state tables' names."),
+    Setting(
+        "HYDRATION_MAX_THROTTLE_DELAY_SECONDS",
+        "3600",
+        "Longest a throttled step waits in the queue before it is tried again, whatever Retry-After "
+        "says (60 to 604800; the queue's own limit is 7 days).",
+    ),
+    Setting(
+        "HYDRATION_MAX_THROTTLED_REQUEUES",
+        "20",
+        "A step throttled this many times in a row (each re-enqueued with a delay) fails its task "
+        "with the reason; the next run resumes it (1 to 1000).",
+    ),
+    Setting(
+        "HYDRATION_HTTP_DEBUG_LOGS",
+        "false",
+        "Let the HTTP library (urllib3) log at DEBUG: request lines, whose URLs carry row keys. Off, it "
+        "logs at INFO and above only, whatever the host's log level.",
+    ),
 )
 NAMES = frozenset(s.name for s in SETTINGS)
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -136,12 +157,28 @@ _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
 _BYPASS = ("CustomSync", "CustomAsync", "CustomSync,CustomAsync")
 
 
+_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
+_SECRET_PARAMETER = re.compile(
+    r"(?i)\b(sig|signature|se|st|sp|sv|skoid|sktid|skt|ske|sks|skv|saoid|suoid|password|pwd|secret|token|"
+    r"code|accountkey|sharedaccesskey|sharedaccesssignature|client_secret)=[^&;\s'\"]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with URL user info and secret-looking parameters (SAS ``sig=``, ``AccountKey=``) masked.
+
+    Settings problems are shown in logs and in the HTTP 500 body: a value the app refuses may still be
+    a real credential pasted into the wrong setting, so it is never echoed as is.
+    """
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}=***", _USERINFO.sub("***@", text))
+
+
 class SettingsError(ValueError):
-    """One or more settings are missing or invalid; the message names each one."""
+    """One or more settings are missing or invalid; the message names each one (secrets redacted)."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
-        self.problems = problems
+        self.problems = [redact(p) for p in problems]
+        super().__init__("invalid settings:\n  " + "\n  ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -158,7 +195,7 @@ class StorageSettings:
 class Settings:
     """Everything the app reads, validated."""
 
-    dataverse_url: str
+    organization_url: OrganizationUrl
     manifest_text: str
     manifest_source: str
     storage: StorageSettings
@@ -176,6 +213,16 @@ class Settings:
     sample_size: int = 200
     sample_min_match: float = 0.9
     table_prefix: str = "hydration"
+    max_throttle_delay: timedelta = timedelta(hours=1)
+    """Cap on the queue delay of a throttled step (the worker clamps ``Retry-After`` to it)."""
+    max_throttled_requeues: int = 20
+    """Consecutive throttled re-enqueues of one step before its task is Failed."""
+    http_debug_logs: bool = False
+
+    @property
+    def dataverse_url(self) -> str:
+        """The organization URL as text, normalised (``https://host[:port]``, no trailing slash)."""
+        return str(self.organization_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -184,7 +231,6 @@ class Settings:
         settings = reader.settings()
         if reader.problems:
             raise SettingsError(reader.problems)
-        assert settings is not None
         return settings
 
 
@@ -218,23 +264,23 @@ class _Reader:
             self.problems.append(f"{name}={text!r} must be true or false")
         return text in ("true", "1", "yes")
 
-    def dataverse_url(self) -> str:
+    def organization_url(self) -> OrganizationUrl | None:
         url = self.raw("DATAVERSE_URL")
         if not url:
             self.problems.append(
                 "DATAVERSE_URL is required: the organization URL, e.g. https://contoso.crm.dynamics.com"
             )
-            return ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            self.problems.append(
-                f"DATAVERSE_URL={url!r} must be an organization URL such as https://contoso.crm.dynamics.com"
-            )
-        elif parts.scheme == "http" and not is_loopback(url):
+            return None
+        try:
+            organization = OrganizationUrl.parse(url)
+        except InvalidOrganizationUrlError as exc:
+            self.problems.append(f"DATAVERSE_URL={url!r}: {exc}")
+            return None
+        if organization.scheme == "http" and not organization.is_loopback:
             self.problems.append(
                 f"DATAVERSE_URL={url!r} must use https (http is allowed for a local emulator only)"
             )
-        return url.rstrip("/")
+        return organization
 
     def manifest(self) -> tuple[str, str]:
         value = self.raw("HYDRATION_MANIFEST")
@@ -272,8 +318,14 @@ class _Reader:
             client_id = self.env.get(f"{STORAGE}__clientId", "").strip() or None
             return StorageSettings(queue_uri=queue_uri, table_uri=table_uri, client_id=client_id)
         connection = self.raw(STORAGE)
-        if connection != AZURITE and "=" not in connection:
-            self.problems.append(f"{STORAGE} is not a storage connection string")
+        try:  # the adapters' own parsers: what they accept here, they accept when the app starts
+            AzureTaskQueue.from_connection_string(connection, QUEUE_NAME)
+            AzureStateTables.from_connection_string(connection)
+        except (ValueError, TypeError):
+            self.problems.append(
+                f"{STORAGE} is not a storage connection string (it needs AccountName and AccountKey, "
+                "or endpoints and a SharedAccessSignature, or UseDevelopmentStorage=true)"
+            )
         return StorageSettings(connection_string=connection)
 
     def lookup(self) -> LookupSpec:
@@ -326,8 +378,15 @@ class _Reader:
                 )
         return main, extra
 
-    def settings(self) -> Settings | None:
-        url = self.dataverse_url()
+    def throttling(self) -> dict[str, Any]:
+        delay = self.number("HYDRATION_MAX_THROTTLE_DELAY_SECONDS", 60, 7 * 24 * 3600)
+        return {
+            "max_throttle_delay": timedelta(seconds=delay),
+            "max_throttled_requeues": int(self.number("HYDRATION_MAX_THROTTLED_REQUEUES", 1, 1000)),
+        }
+
+    def settings(self) -> Settings:
+        organization = self.organization_url()
         manifest_text, manifest_source = self.manifest()
         schedule = self.raw("HYDRATION_SCHEDULE")
         if not _NCRONTAB.fullmatch(schedule):
@@ -341,9 +400,10 @@ class _Reader:
                 f"HYDRATION_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter"
             )
         main, extra = self.client_ids()
-        development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if url and is_loopback(url) else None
+        loopback = organization is not None and organization.is_loopback
+        development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if loopback else None
         return Settings(
-            dataverse_url=url,
+            organization_url=organization or OrganizationUrl("https", "invalid"),  # raised before use
             manifest_text=manifest_text,
             manifest_source=manifest_source,
             storage=self.storage(),
@@ -361,7 +421,14 @@ class _Reader:
             sample_size=int(self.number("HYDRATION_SAMPLE_SIZE", 0, 5000)),
             sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", 0, 1, integer=False),
             table_prefix=prefix,
+            http_debug_logs=self.flag("HYDRATION_HTTP_DEBUG_LOGS"),
+            **self.throttling(),
         )
+
+
+def apply_log_levels(settings: Settings) -> None:
+    """Keep the HTTP library's request lines (URLs with row keys) out of DEBUG logs unless asked for."""
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if settings.http_debug_logs else logging.INFO)
 
 
 def sample_local_settings() -> dict[str, Any]:
