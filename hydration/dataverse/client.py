@@ -6,7 +6,9 @@ long one is raised as ``ThrottledError`` so the worker can re-enqueue with a del
 Functions instance. Attempts within one call are spaced by at least the exponential backoff floor,
 even when the server says ``Retry-After: 0``. The server's ``Date`` header is kept as the server time the
 hydration windows use, unless it is further ahead of this host's clock than ``MAX_CLOCK_SKEW``: one
-answer from the future would otherwise move a table's watermark past every change still to come.
+answer from the future would otherwise move a table's watermark past every change still to come. The
+local emulator (a loopback organization) is exempt: its clock is moved ahead on purpose through its
+control API, to let mapping changes settle without waiting.
 """
 
 from __future__ import annotations
@@ -95,6 +97,7 @@ class DataverseClient:
             else OrganizationUrl.parse(organization_url)
         )
         self.organization_url = str(self.organization)
+        self._trust_any_date = self.organization.is_loopback  # the emulator's clock is moved on purpose
         self.api_url = self.organization_url + API_PATH
         self.settings = settings or ClientSettings()
         self.counters = RequestCounters()
@@ -205,24 +208,24 @@ class DataverseClient:
         )
 
     def _observe(self, response: requests.Response) -> None:
-        date = response.headers.get("Date")
-        if date:
-            try:
-                server_time = parsedate_to_datetime(date).astimezone(UTC)
-            except (TypeError, ValueError):
-                server_time = None
-            if server_time is not None and server_time > self.clock.now() + MAX_CLOCK_SKEW:
-                log.warning(
-                    "ignored the server's Date %s: more than %s ahead of this host's clock",
-                    server_time.isoformat(),
-                    MAX_CLOCK_SKEW,
-                )
-            elif server_time is not None:
-                self._server_time = server_time
-                self._server_time_at = self.clock.monotonic()
+        server_time = _date(response.headers.get("Date"))
+        if server_time is not None and self._believable(server_time):
+            self._server_time = server_time
+            self._server_time_at = self.clock.monotonic()
         hint = response.headers.get("x-ms-dop-hint")
         if hint and hint.isdigit() and int(hint) > 0:
             self.dop_hint = int(hint)
+
+    def _believable(self, server_time: datetime) -> bool:
+        """Whether a ``Date`` may be used: not further ahead of the host's clock than the allowed skew."""
+        if self._trust_any_date or server_time <= self.clock.now() + MAX_CLOCK_SKEW:
+            return True
+        log.warning(
+            "ignored the server's Date %s: more than %s ahead of this host's clock",
+            server_time.isoformat(),
+            MAX_CLOCK_SKEW,
+        )
+        return False
 
     def _retry(self, classified: Classified, attempt: int, method: str, kind: str) -> bool:
         if classified.verdict is Verdict.FATAL or attempt > self.settings.max_retries:
@@ -295,6 +298,16 @@ class DataverseClient:
         if continue_on_error and len(results) != len(parts):
             raise TransientError(f"the $batch answer has {len(results)} parts for {len(parts)} requests")
         return results
+
+
+def _date(header: str | None) -> datetime | None:
+    """The time in a ``Date`` header, or ``None`` when absent or unparsable."""
+    if not header:
+        return None
+    try:
+        return parsedate_to_datetime(header).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
 
 
 def _seconds(value: float) -> timedelta:

@@ -412,6 +412,14 @@ def test_only_a_future_date_answers_give_no_server_time(make: Make) -> None:
         setup.client.server_now()
 
 
+def test_the_local_emulator_may_be_ahead_of_the_host(make: Make) -> None:
+    # its control API moves its clock on purpose (to let mapping changes settle without waiting)
+    setup = make(organization_url="http://127.0.0.1:8765", clock=RecordingClock(SERVER_TIME))
+    ahead = SERVER_TIME + timedelta(hours=2)
+    setup.script(answer(200, {"UserId": GUID}, date=ahead))
+    assert setup.client.server_now() == ahead
+
+
 def test_a_date_within_the_allowed_skew_is_used(make: Make) -> None:
     setup = make(clock=RecordingClock(SERVER_TIME))
     ahead = SERVER_TIME + MAX_CLOCK_SKEW - timedelta(seconds=1)
