@@ -42,10 +42,10 @@ _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
 _BYPASS = ("CustomSync", "CustomAsync", "CustomSync,CustomAsync")
 
 
-_USERINFO = re.compile(r"(?<=//)[^/@\s]*@")
+_USERINFO = re.compile(r"(?<=//)[^/@]*@")
 _SECRET_PARAMETER = re.compile(
     r"(?i)\b(sig|signature|se|st|sp|sv|skoid|sktid|skt|ske|sks|skv|saoid|suoid|password|pwd|secret|token|"
-    r"code|accountkey|sharedaccesskey|sharedaccesssignature|client_secret)=[^&;\s'\"]*"
+    r"code|accountkey|sharedaccesskey|sharedaccesssignature|client_secret)=[^&;'\" \t\r\n]*"
 )
 
 
@@ -182,6 +182,9 @@ class _Reader:
         except OSError as exc:
             self.problems.append(f"HYDRATION_MANIFEST: cannot read {value!r}: {exc.strerror or exc}")
             return "", value
+        except ValueError:  # not UTF-8 text (UnicodeDecodeError), or a path with a NUL in it
+            self.problems.append(f"HYDRATION_MANIFEST: {value!r} is not a UTF-8 text file")
+            return "", value
 
     def storage(self) -> StorageSettings:
         queue_uri = self.env.get(f"{STORAGE}__queueServiceUri", "").strip() or None
@@ -193,7 +196,7 @@ class _Reader:
                     f"{STORAGE}__tableServiceUri"
                 )
             for name, uri in (("queueServiceUri", queue_uri), ("tableServiceUri", table_uri)):
-                if uri and urlsplit(uri).scheme != "https":
+                if uri and not _is_https(uri):
                     self.problems.append(f"{STORAGE}__{name}={uri!r} must be an https endpoint")
             credential = self.env.get(f"{STORAGE}__credential", "managedidentity").strip().lower()
             if credential not in ("managedidentity", ""):
@@ -309,6 +312,14 @@ class _Reader:
             http_debug_logs=self.flag("HYDRATION_HTTP_DEBUG_LOGS"),
             **self.throttling(),
         )
+
+
+def _is_https(uri: str) -> bool:
+    try:
+        parts = urlsplit(uri)
+        return parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # e.g. a bracket that opens no IPv6 address
+        return False
 
 
 def apply_log_levels(settings: Settings) -> None:

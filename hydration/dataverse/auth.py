@@ -16,7 +16,7 @@ from azure.core.credentials import AccessToken
 from hydration.clock import SYSTEM_CLOCK, Clock
 
 from .errors import AuthError
-from .organization_url import InvalidOrganizationUrlError, OrganizationUrl
+from .organization_url import OrganizationUrl
 
 REFRESH_MARGIN = 300
 
@@ -33,10 +33,10 @@ def is_loopback(url: OrganizationUrl | str) -> bool:
     """Whether a URL's host is this machine (``localhost`` or a loopback address); any path is ignored."""
     if isinstance(url, OrganizationUrl):
         return url.is_loopback
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         return OrganizationUrl.parse(f"{parts.scheme}://{parts.netloc}").is_loopback
-    except InvalidOrganizationUrlError:
+    except ValueError:  # InvalidOrganizationUrlError, or text urlsplit cannot split
         return False
 
 

@@ -71,12 +71,12 @@ class OrganizationUrl:
             raise InvalidOrganizationUrlError(
                 f"not an organization URL: empty, spaces or odd characters ({_SHAPE})"
             )
-        parts = urlsplit(text)
         try:
+            parts = urlsplit(text)
             port = parts.port
-        except ValueError as exc:
+        except ValueError as exc:  # a port that is not a number, or a bracket that opens no IPv6 address
             raise InvalidOrganizationUrlError(
-                f"not an organization URL: the port is not a number ({_SHAPE})"
+                f"not an organization URL: the port or address does not parse ({_SHAPE})"
             ) from exc
         if "@" in parts.netloc:
             raise InvalidOrganizationUrlError(

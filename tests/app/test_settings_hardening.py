@@ -6,8 +6,11 @@ import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydration.dataverse.organization_url import OrganizationUrl
 from hydration.settings import Settings, SettingsError, apply_log_levels, redact
@@ -86,6 +89,29 @@ def test_a_well_formed_connection_string_is_accepted() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DATAVERSE_URL", "https://contoso[.crm.dynamics.com"),
+        ("DATAVERSE_URL", "https://[::1"),
+        ("HYDRATION_STORAGE__queueServiceUri", "https://acct[.queue.core.windows.net"),
+    ],
+)
+def test_a_url_that_does_not_split_is_a_settings_error_not_a_crash(name: str, value: str) -> None:
+    env = {name: value}
+    if name.startswith("HYDRATION_STORAGE__"):
+        env["HYDRATION_STORAGE__tableServiceUri"] = "https://acct.table.core.windows.net"
+    (problem,) = problems(**env)
+    assert name in problem
+
+
+def test_a_manifest_file_that_is_not_text_is_a_settings_error(tmp_path: Path) -> None:
+    binary = tmp_path / "manifest.json"
+    binary.write_bytes(b"\xff\xfe{\x00")
+    (problem,) = problems(HYDRATION_MANIFEST=str(binary))
+    assert "not a UTF-8 text file" in problem
+
+
 def test_every_problem_is_still_reported_with_an_invalid_organization_url() -> None:
     found = problems(DATAVERSE_URL="ftp://x", HYDRATION_PAGE_SIZE="0", HYDRATION_STORAGE="a=b;c")
     assert len(found) == 3
@@ -150,3 +176,28 @@ def test_urllib3_stays_at_info_unless_asked(urllib3_logger: logging.Logger) -> N
     assert urllib3_logger.getEffectiveLevel() == logging.INFO
     apply_log_levels(Settings.from_env({**BASE, "HYDRATION_HTTP_DEBUG_LOGS": "true"}))
     assert urllib3_logger.getEffectiveLevel() == logging.DEBUG
+
+
+SECRETS = st.text(
+    alphabet=st.characters(codec="ascii", exclude_characters="&;'\" \t\n\r\x0b\x0c/@"), min_size=6
+)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(
+    SECRETS, st.sampled_from(["sig", "SIG", "AccountKey", "SharedAccessSignature", "password", "se", "token"])
+)
+def test_a_secret_parameter_never_survives_redaction(secret: str, name: str) -> None:
+    for text in (
+        f"HYDRATION_STORAGE__queueServiceUri='https://a.queue.core.windows.net/?sv=1&{name}={secret}&x=1'",
+        f"DefaultEndpointsProtocol=https;{name}={secret};EndpointSuffix=core.windows.net",
+    ):
+        assert secret not in redact(text)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(SECRETS)
+def test_a_password_in_a_url_never_survives_redaction(secret: str) -> None:
+    assert secret not in redact(f"DATAVERSE_URL='https://admin:{secret}@contoso.crm.dynamics.com'")
+    (problem,) = problems(DATAVERSE_URL=f"https://admin:{secret}@contoso.crm.dynamics.com")
+    assert secret not in problem

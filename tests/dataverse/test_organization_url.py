@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import requests
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from urllib3.util import parse_url
 
 from hydration.dataverse.organization_url import InvalidOrganizationUrlError, OrganizationUrl
 
@@ -96,3 +100,50 @@ def test_owns_links_to_exactly_its_origin() -> None:
     assert not ORG.owns("http://contoso.crm.dynamics.com/api/data/v9.2/contacts")
     assert not ORG.owns("https://evil.example.com\\@contoso.crm.dynamics.com/x")
     assert not ORG.owns(None)
+
+
+# -- property: whatever owns() accepts, the transport sends to the organization --------------------
+
+PIECES = st.sampled_from(
+    [
+        "http://",
+        "https://",
+        "//",
+        "127.0.0.1",
+        "127.0.0.2",
+        "localhost",
+        "evil.example.com",
+        ":5555",
+        ":6666",
+        ":80",
+        ":",
+        "@",
+        "\\",
+        "/",
+        "%2e",
+        "%40",
+        "#",
+        "?",
+        ".",
+        "[::1]",
+        "user:pw",
+        "/api/data/v9.2/contacts",
+        "?$skiptoken=%3Ccookie%3E",
+        " ",
+        "\t",
+    ]
+)
+LOCAL = OrganizationUrl.parse("http://127.0.0.1:5555")
+
+
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(PIECES, min_size=1, max_size=8).map("".join))
+@example("http://127.0.0.1:6666\\@127.0.0.1:5555/api/data/v9.2/contacts")
+@example("http://127.0.0.1:5555/api/data/v9.2/contacts")
+def test_a_link_it_owns_is_sent_to_the_organization_by_the_transport(link: str) -> None:
+    if not LOCAL.owns(link):
+        return
+    prepared = requests.Request("GET", link).prepare()
+    target = parse_url(prepared.url or "")
+    assert (target.scheme, target.host, target.port or 80) == ("http", "127.0.0.1", 5555)
+    assert target.auth is None
