@@ -12,6 +12,8 @@ import re
 
 import azure.functions as func
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hydration import handlers
 from hydration.messages import MessageError, TaskMessage, is_run_id
@@ -116,3 +118,43 @@ def test_the_policy_allows_exactly_the_page_style() -> None:
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in HTML_HEADERS["Content-Security-Policy"]
     assert "<script" not in page
+
+
+# -- property: no input makes a handler raise -------------------------------------------------------
+
+PARAMS = st.dictionaries(
+    st.sampled_from(["run", "limit", "format", "x"]),
+    st.one_of(st.text(max_size=40), st.sampled_from(NOT_A_DATE), st.integers().map(str)),
+    max_size=4,
+)
+BODIES = st.one_of(
+    st.binary(max_size=200),
+    st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=8,
+    ).map(lambda value: json.dumps(value).encode()),
+    st.dictionaries(
+        st.sampled_from(["full", "tables", "plan", "other"]),
+        st.one_of(st.booleans(), st.lists(st.text(max_size=8), max_size=3), st.text(max_size=8), st.none()),
+    ).map(lambda value: json.dumps(value).encode()),
+)
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(PARAMS)
+def test_any_status_query_is_answered_never_raised(params: dict[str, str]) -> None:
+    status, body = handlers.on_status_request(params, env={})
+    assert status in (400, 500)  # no settings here: a valid query meets the settings error
+    assert isinstance(body["error"], str)
+    page_status, page = handlers.on_status_page(params, env={})
+    assert page_status == status
+    assert "<script" not in page
+
+
+@settings(max_examples=150, deadline=None, database=None)
+@given(BODIES)
+def test_any_runs_body_is_answered_never_raised(body: bytes) -> None:
+    status, answer = handlers.on_runs_request(body, env={})
+    assert status in (400, 413, 500)
+    assert isinstance(answer["error"], str)
