@@ -46,6 +46,10 @@ CONTENT_TYPES = st.one_of(
 )
 
 
+ODD_STATUS = f"--{BOUNDARY}\r\n\r\nHTTP/1.1 ²⁰⁴ x\r\n\r\n--{BOUNDARY}--\r\n".encode()
+"""A part whose status has digits ``str.isdigit`` takes but ``int`` does not."""
+
+
 def read_or_refuse(body: bytes, content_type: str) -> list[batch.PartResult] | None:
     try:
         return batch.parse(body, content_type)
@@ -56,11 +60,7 @@ def read_or_refuse(body: bytes, content_type: str) -> list[batch.PartResult] | N
 @FAST
 @given(ANSWERS, CONTENT_TYPES)
 @example(f"--{BOUNDARY}\r\n\r\n\r\n--{BOUNDARY}--\r\n".encode(), f"multipart/mixed; boundary={BOUNDARY}")
-@example(
-    f"--{BOUNDARY}\r\nContent-Type: application/http\r\n\r\nHTTP/1.1 ²⁰⁴ x\r\n\r\n--{BOUNDARY}--\r\n"
-    "".encode(),
-    f"multipart/mixed; boundary={BOUNDARY}",
-)
+@example(ODD_STATUS, f"multipart/mixed; boundary={BOUNDARY}")
 @example(b"--x\r\n", "multipart/mixed; boundary*=utf-8''%E2%9C%93")
 def test_any_answer_is_read_or_refused_as_transient(body: bytes, content_type: str) -> None:
     for result in read_or_refuse(body, content_type) or []:
