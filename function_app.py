@@ -13,12 +13,15 @@ import azure.functions as func
 
 from hydration import handlers
 from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE
+from hydration.status import HTML_HEADERS, JSON_HEADERS
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
 
 def _json(status: int, body: Any) -> func.HttpResponse:
-    return func.HttpResponse(json.dumps(body, indent=2), status_code=status, mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(body, indent=2), status_code=status, mimetype="application/json", headers=JSON_HEADERS
+    )
 
 
 @app.function_name("timer_tick")
@@ -48,7 +51,7 @@ def status(req: func.HttpRequest) -> func.HttpResponse:
     """``GET /api/status[?run=<id>][&limit=<n>][&format=html]``: the latest runs as JSON, or a page."""
     if req.params.get("format") == "html":
         code, page = handlers.on_status_page(dict(req.params))
-        return func.HttpResponse(page, status_code=code, mimetype="text/html")
+        return func.HttpResponse(page, status_code=code, mimetype="text/html", headers=HTML_HEADERS)
     return _json(*handlers.on_status_request(dict(req.params)))
 
 

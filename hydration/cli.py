@@ -25,9 +25,9 @@ from .dataverse.errors import DataverseError
 from .dataverse.metadata import provision
 from .discovery import discover, draft_manifest
 from .manifest import ManifestError, entry_problem
-from .planner import RequestError, RunRequest
+from .planner import RunRequest, RunRequestError
 from .service import Services, services
-from .settings import SettingsError
+from .settings import SettingsError, apply_log_levels
 from .state import FINAL
 from .status import render, report, run_view
 from .storage.driver import Delivery, QueueDriver
@@ -157,11 +157,12 @@ def main(
     )
     try:
         svc = services(os.environ if env is None else env)
+        apply_log_levels(svc.settings)
         return _command(args, svc, out)
     except SettingsError as exc:
         sys.stderr.write(f"{exc}\n")
         return 2
-    except (RequestError, ManifestError) as exc:
+    except (RunRequestError, ManifestError) as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
     except DataverseError as exc:

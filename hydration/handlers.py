@@ -14,10 +14,11 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from .messages import RUN_ID
-from .planner import RequestError, RunRequest, Started, parse_request
-from .service import Services, services
-from .settings import SettingsError
+from .messages import is_run_id
+from .planner import RunRequest, RunRequestError, Started, parse_request
+from .service import Services
+from .service import services as _configured_services
+from .settings import SettingsError, apply_log_levels
 from .status import render_html, report
 from .worker import Outcome
 
@@ -45,6 +46,13 @@ def _error(status: int, message: str, **extra: Any) -> tuple[int, dict[str, Any]
     return status, {"error": message, **extra}
 
 
+def services(env: Mapping[str, str] | None = None) -> Services:
+    """The process's services, with the log levels the settings ask for (HTTP request lines at INFO)."""
+    svc = _configured_services(env)
+    apply_log_levels(svc.settings)
+    return svc
+
+
 def on_timer(svc: Services | None = None) -> Started | None:
     """The timer: sweep stuck tables, start a run when work is owed."""
     svc = svc or services()
@@ -65,7 +73,7 @@ def on_event(event_type: str, data: Any, svc: Services | None = None) -> Started
     try:
         request = parse_request(data, trigger="event")
         return planner.start(request)
-    except RequestError as exc:
+    except RunRequestError as exc:
         return planner.reject(RunRequest(trigger="event"), f"the event was not honoured: {exc}")
 
 
@@ -83,7 +91,7 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
         request = parse_request(data, trigger="http")
         svc = services(env)
         started = svc.planner().start(request)
-    except RequestError as exc:
+    except RunRequestError as exc:
         return _error(400, str(exc))
     except SettingsError as exc:
         return _error(500, "the app's settings are invalid", problems=exc.problems)
@@ -103,7 +111,7 @@ def on_status_request(
     if not 1 <= limit <= 100:
         return _error(400, "limit must be between 1 and 100")
     run_id = params.get("run") or None
-    if run_id is not None and not RUN_ID.fullmatch(run_id):
+    if run_id is not None and not is_run_id(run_id):
         return _error(400, "run must be a run id such as 20261129T021500Z-1a2b3c4d")
     try:
         svc = services(env)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 VERSION = 1
@@ -23,6 +24,21 @@ class MessageError(ValueError):
     """A queue message that is not a valid task message."""
 
 
+def is_run_id(value: object) -> bool:
+    """Whether ``value`` is a run id: the pattern, and a start time that is a real UTC date and time.
+
+    The pattern alone lets ``20260230T...`` through; the state store turns a run id's time into its row
+    key, so a run id that names no real moment would fail there instead of being refused here.
+    """
+    if not isinstance(value, str) or not RUN_ID.fullmatch(value):
+        return False
+    try:
+        datetime.strptime(value[:16], "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return False
+    return True
+
+
 @dataclass(frozen=True)
 class TaskMessage:
     """One step of one table's pass."""
@@ -33,7 +49,7 @@ class TaskMessage:
     kind: str = "hydrate"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.run_id, str) or not RUN_ID.fullmatch(self.run_id):
+        if not is_run_id(self.run_id):
             raise MessageError(f"invalid run id {self.run_id!r}"[:120])
         if not isinstance(self.table, str) or not _TABLE.fullmatch(self.table):
             raise MessageError(f"invalid table name {self.table!r}"[:120])

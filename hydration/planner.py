@@ -27,11 +27,8 @@ from .settings import Settings
 from .state import StateStore, TaskRecord, new_run_id
 from .storage.queues import TaskQueue
 
-__all__ = ["Planner", "RequestError", "RunRequest", "RunRequestError", "Started", "parse_request"]
+__all__ = ["Planner", "RunRequest", "RunRequestError", "Started", "parse_request"]
 log = logging.getLogger(__name__)
-RequestError = RunRequestError
-"""The name ``handlers`` and ``cli`` import; ``RunRequestError`` is not confused with the Dataverse
-client's ``dataverse.errors.RequestError``."""
 
 
 @dataclass(frozen=True)

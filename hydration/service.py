@@ -61,10 +61,13 @@ def dataverse_clients(
 
     def client(user: str | None, client_id: str | None) -> DataverseClient:
         tokens = token_provider(
-            settings.dataverse_url, development_user=user, managed_identity_client_id=client_id
+            settings.organization_url,
+            development_user=user,
+            managed_identity_client_id=client_id,
+            clock=clock,
         )
         return DataverseClient(
-            organization_url=settings.dataverse_url, tokens=tokens, settings=settings.client
+            organization_url=settings.organization_url, tokens=tokens, settings=settings.client, clock=clock
         )
 
     main = client(settings.development_user, settings.client_id)
@@ -119,6 +122,8 @@ class Services:
             lookup=s.lookup,
             allow_create_lookup=s.allow_create_lookup,
             link=s.link,
+            max_throttle_delay=s.max_throttle_delay.total_seconds(),
+            max_throttled_requeues=s.max_throttled_requeues,
         )
 
     def worker(self) -> Worker:

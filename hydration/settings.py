@@ -4,13 +4,14 @@ Settings are read once, inside a function call (never at import: an exception at
 Functions host load no functions at all), and every problem is reported together with the setting's
 name, so a misconfigured app says what to fix instead of failing on its first request.
 
-``SETTINGS`` is the single list of what the app reads; the deployment (``infra/``), the
-``local.settings.sample.json`` and the README are checked against it by the tests.
+``SETTINGS`` (in ``setting_list``) is the single list of what the app reads; the deployment
+(``infra/``), the ``local.settings.sample.json`` and the README are checked against it by the tests.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,131 +20,51 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .dataverse.auth import is_loopback
 from .dataverse.client import ClientSettings
 from .dataverse.metadata import LookupSpec
 from .dataverse.odata import InvalidNameError
+from .dataverse.organization_url import InvalidOrganizationUrlError, OrganizationUrl
 from .link_settings import LinkSettings
 from .sample import DEFAULT_MIN_MATCH, MIN_MATCH_RANGE
+from .setting_list import AZURITE as AZURITE
+from .setting_list import DEVELOPMENT_USER as DEVELOPMENT_USER
+from .setting_list import SETTINGS as SETTINGS
+from .setting_list import STORAGE as STORAGE
+from .setting_list import Setting as Setting
+from .storage.queues import AzureTaskQueue
+from .storage.tables import AzureStateTables
 
 QUEUE_NAME = "hydration-tasks"
 """The job queue; the host moves messages that keep failing to ``hydration-tasks-poison``."""
 POISON_QUEUE_NAME = QUEUE_NAME + "-poison"
-AZURITE = "UseDevelopmentStorage=true"
-DEVELOPMENT_USER = "hydration-app"
-STORAGE = "HYDRATION_STORAGE"
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One setting the app reads."""
-
-    name: str
-    default: str | None
-    doc: str
-    deployed: bool = False
-    """The deployment must provide it (required, or needed for identity-based access in Azure)."""
-
-
-SETTINGS: tuple[Setting, ...] = (
-    Setting("DATAVERSE_URL", None, "The organization URL, e.g. https://contoso.crm.dynamics.com.", True),
-    Setting(
-        "HYDRATION_MANIFEST",
-        None,
-        "The unification manifest: a file path or the JSON itself (schema: hydration/manifest.schema.json).",
-        True,
-    ),
-    Setting(
-        STORAGE,
-        AZURITE,
-        "Connection string of the storage account holding the job queue and state tables (locally "
-        "Azurite). In Azure leave it unset and give the HYDRATION_STORAGE__* identity settings.",
-    ),
-    Setting(f"{STORAGE}__queueServiceUri", None, "Identity-based storage: the queue endpoint.", True),
-    Setting(f"{STORAGE}__tableServiceUri", None, "Identity-based storage: the table endpoint.", True),
-    Setting(f"{STORAGE}__credential", None, "Identity-based storage: `managedidentity`.", True),
-    Setting(
-        f"{STORAGE}__clientId", None, "Identity-based storage: the user-assigned identity's client id.", True
-    ),
-    Setting(
-        "AZURE_CLIENT_ID",
-        None,
-        "Client id of the user-assigned managed identity that is the Dataverse application user.",
-        True,
-    ),
-    Setting(
-        "DATAVERSE_EXTRA_CLIENT_IDS",
-        "",
-        "Comma-separated client ids of further user-assigned identities, each its own application user "
-        "with the same security role; writes are spread over all of them (each has its own service "
-        "protection limits), reads stay with the main identity.",
-    ),
-    Setting(
-        "DATAVERSE_DEVELOPMENT_USER",
-        DEVELOPMENT_USER,
-        "Local emulator only (a loopback DATAVERSE_URL): the user name sent as a development token.",
-    ),
-    Setting(
-        "HYDRATION_SCHEDULE",
-        "0 */15 * * * *",
-        "NCRONTAB schedule of the timer that checks for settled mapping changes.",
-        True,
-    ),
-    Setting("HYDRATION_SETTLE_MINUTES", "15", "Mapping changes younger than this wait for the next pass."),
-    Setting("HYDRATION_FULL_PASS_DAYS", "7", "A full pass (with reconcile) is owed after this many days."),
-    Setting("HYDRATION_STALE_LINKS", "clear", "`clear` stale links in a full pass, or only `report` them."),
-    Setting(
-        "HYDRATION_ALLOW_CREATE_LOOKUP",
-        "false",
-        "Let the worker create a missing lookup column (needs customization privileges; else run "
-        "`python -m hydration provision` as an admin).",
-    ),
-    Setting(
-        "HYDRATION_LOOKUP_SCHEMA_NAME", "msdynci_lookupfield_customerprofile", "The lookup's schema name."
-    ),
-    Setting(
-        "HYDRATION_RELATIONSHIP_NAME",
-        "msdynci_customerprofile_{table}",
-        "Schema name of a created relationship; {table} is the source table's logical name.",
-    ),
-    Setting("HYDRATION_LOOKUP_DISPLAY_NAME", "Customer Profile", "Display name of a created lookup."),
-    Setting("HYDRATION_SOLUTION", "", "Unique name of the solution a created lookup is added to."),
-    Setting(
-        "HYDRATION_BYPASS_BUSINESS_LOGIC",
-        "",
-        "`CustomSync`, `CustomAsync` or `CustomSync,CustomAsync`: skip custom plug-ins on the writes "
-        "(needs the prvBypassCustomBusinessLogic privilege).",
-    ),
-    Setting("HYDRATION_SUPPRESS_FLOWS", "false", "Do not trigger Power Automate flows on the writes."),
-    Setting("HYDRATION_PAGE_SIZE", "5000", "Mapping rows per step (1 to 5000)."),
-    Setting(
-        "HYDRATION_STEP_SECONDS",
-        "120",
-        "A queue message starts no new page after this long (keep it well inside functionTimeout).",
-    ),
-    Setting("HYDRATION_WRITE_PARALLELISM", "", "Concurrent write requests; empty follows x-ms-dop-hint."),
-    Setting("HYDRATION_LEASE_MINUTES", "30", "A table's lease lapses after this long without progress."),
-    Setting("HYDRATION_SAMPLE_SIZE", "200", "Mapping rows sampled per table before it is enqueued (0: off)."),
-    Setting(
-        "HYDRATION_SAMPLE_MIN_MATCH",
-        str(DEFAULT_MIN_MATCH),
-        "Share of sampled mapping rows that must name an existing source row, else the table is Skipped "
-        "(0.01 to 0.5; deleted rows do not stop a table, a wrong key or organization matches nothing).",
-    ),
-    Setting("HYDRATION_TABLE_PREFIX", "hydration", "Prefix of the state tables' names."),
-)
 NAMES = frozenset(s.name for s in SETTINGS)
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
 _NCRONTAB = re.compile(r"^\S+( \S+){5}$")
 _BYPASS = ("CustomSync", "CustomAsync", "CustomSync,CustomAsync")
 
 
+_USERINFO = re.compile(r"(?<=//)[^/@]*@")
+_SECRET_PARAMETER = re.compile(
+    r"(?i)\b(sig|signature|se|st|sp|sv|skoid|sktid|skt|ske|sks|skv|saoid|suoid|password|pwd|secret|token|"
+    r"code|accountkey|sharedaccesskey|sharedaccesssignature|client_secret)=[^&;'\" \t\r\n]*"
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with URL user info and secret-looking parameters (SAS ``sig=``, ``AccountKey=``) masked.
+
+    Settings problems are shown in logs and in the HTTP 500 body: a value the app refuses may still be
+    a real credential pasted into the wrong setting, so it is never echoed as is.
+    """
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}=***", _USERINFO.sub("***@", text))
+
+
 class SettingsError(ValueError):
-    """One or more settings are missing or invalid; the message names each one."""
+    """One or more settings are missing or invalid; the message names each one (secrets redacted)."""
 
     def __init__(self, problems: list[str]) -> None:
-        super().__init__("invalid settings:\n  " + "\n  ".join(problems))
-        self.problems = problems
+        self.problems = [redact(p) for p in problems]
+        super().__init__("invalid settings:\n  " + "\n  ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -160,7 +81,7 @@ class StorageSettings:
 class Settings:
     """Everything the app reads, validated."""
 
-    dataverse_url: str
+    organization_url: OrganizationUrl
     manifest_text: str
     manifest_source: str
     storage: StorageSettings
@@ -178,6 +99,16 @@ class Settings:
     sample_size: int = 200
     sample_min_match: float = DEFAULT_MIN_MATCH
     table_prefix: str = "hydration"
+    max_throttle_delay: timedelta = timedelta(hours=1)
+    """Cap on the queue delay of a throttled step (the worker clamps ``Retry-After`` to it)."""
+    max_throttled_requeues: int = 20
+    """Consecutive throttled re-enqueues of one step before its task is Failed."""
+    http_debug_logs: bool = False
+
+    @property
+    def dataverse_url(self) -> str:
+        """The organization URL as text, normalised (``https://host[:port]``, no trailing slash)."""
+        return str(self.organization_url)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -186,7 +117,6 @@ class Settings:
         settings = reader.settings()
         if reader.problems:
             raise SettingsError(reader.problems)
-        assert settings is not None
         return settings
 
 
@@ -220,23 +150,23 @@ class _Reader:
             self.problems.append(f"{name}={text!r} must be true or false")
         return text in ("true", "1", "yes")
 
-    def dataverse_url(self) -> str:
+    def organization_url(self) -> OrganizationUrl | None:
         url = self.raw("DATAVERSE_URL")
         if not url:
             self.problems.append(
                 "DATAVERSE_URL is required: the organization URL, e.g. https://contoso.crm.dynamics.com"
             )
-            return ""
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
-            self.problems.append(
-                f"DATAVERSE_URL={url!r} must be an organization URL such as https://contoso.crm.dynamics.com"
-            )
-        elif parts.scheme == "http" and not is_loopback(url):
+            return None
+        try:
+            organization = OrganizationUrl.parse(url)
+        except InvalidOrganizationUrlError as exc:
+            self.problems.append(f"DATAVERSE_URL={url!r}: {exc}")
+            return None
+        if organization.scheme == "http" and not organization.is_loopback:
             self.problems.append(
                 f"DATAVERSE_URL={url!r} must use https (http is allowed for a local emulator only)"
             )
-        return url.rstrip("/")
+        return organization
 
     def manifest(self) -> tuple[str, str]:
         value = self.raw("HYDRATION_MANIFEST")
@@ -253,6 +183,9 @@ class _Reader:
         except OSError as exc:
             self.problems.append(f"HYDRATION_MANIFEST: cannot read {value!r}: {exc.strerror or exc}")
             return "", value
+        except ValueError:  # not UTF-8 text (UnicodeDecodeError), or a path with a NUL in it
+            self.problems.append(f"HYDRATION_MANIFEST: {value!r} is not a UTF-8 text file")
+            return "", value
 
     def storage(self) -> StorageSettings:
         queue_uri = self.env.get(f"{STORAGE}__queueServiceUri", "").strip() or None
@@ -264,7 +197,7 @@ class _Reader:
                     f"{STORAGE}__tableServiceUri"
                 )
             for name, uri in (("queueServiceUri", queue_uri), ("tableServiceUri", table_uri)):
-                if uri and urlsplit(uri).scheme != "https":
+                if uri and not _is_https(uri):
                     self.problems.append(f"{STORAGE}__{name}={uri!r} must be an https endpoint")
             credential = self.env.get(f"{STORAGE}__credential", "managedidentity").strip().lower()
             if credential not in ("managedidentity", ""):
@@ -274,8 +207,14 @@ class _Reader:
             client_id = self.env.get(f"{STORAGE}__clientId", "").strip() or None
             return StorageSettings(queue_uri=queue_uri, table_uri=table_uri, client_id=client_id)
         connection = self.raw(STORAGE)
-        if connection != AZURITE and "=" not in connection:
-            self.problems.append(f"{STORAGE} is not a storage connection string")
+        try:  # the adapters' own parsers: what they accept here, they accept when the app starts
+            AzureTaskQueue.from_connection_string(connection, QUEUE_NAME)
+            AzureStateTables.from_connection_string(connection)
+        except (ValueError, TypeError):
+            self.problems.append(
+                f"{STORAGE} is not a storage connection string (it needs AccountName and AccountKey, "
+                "or endpoints and a SharedAccessSignature, or UseDevelopmentStorage=true)"
+            )
         return StorageSettings(connection_string=connection)
 
     def lookup(self) -> LookupSpec:
@@ -328,8 +267,15 @@ class _Reader:
                 )
         return main, extra
 
-    def settings(self) -> Settings | None:
-        url = self.dataverse_url()
+    def throttling(self) -> dict[str, Any]:
+        delay = self.number("HYDRATION_MAX_THROTTLE_DELAY_SECONDS", 60, 7 * 24 * 3600)
+        return {
+            "max_throttle_delay": timedelta(seconds=delay),
+            "max_throttled_requeues": int(self.number("HYDRATION_MAX_THROTTLED_REQUEUES", 1, 1000)),
+        }
+
+    def settings(self) -> Settings:
+        organization = self.organization_url()
         manifest_text, manifest_source = self.manifest()
         schedule = self.raw("HYDRATION_SCHEDULE")
         if not _NCRONTAB.fullmatch(schedule):
@@ -343,9 +289,10 @@ class _Reader:
                 f"HYDRATION_TABLE_PREFIX={prefix!r} must be letters and digits, starting with a letter"
             )
         main, extra = self.client_ids()
-        development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if url and is_loopback(url) else None
+        loopback = organization is not None and organization.is_loopback
+        development_user = self.raw("DATAVERSE_DEVELOPMENT_USER") if loopback else None
         return Settings(
-            dataverse_url=url,
+            organization_url=organization or OrganizationUrl("https", "invalid"),  # raised before use
             manifest_text=manifest_text,
             manifest_source=manifest_source,
             storage=self.storage(),
@@ -363,7 +310,22 @@ class _Reader:
             sample_size=int(self.number("HYDRATION_SAMPLE_SIZE", 0, 5000)),
             sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", *MIN_MATCH_RANGE, integer=False),
             table_prefix=prefix,
+            http_debug_logs=self.flag("HYDRATION_HTTP_DEBUG_LOGS"),
+            **self.throttling(),
         )
+
+
+def _is_https(uri: str) -> bool:
+    try:
+        parts = urlsplit(uri)
+        return parts.scheme == "https" and bool(parts.hostname)
+    except ValueError:  # e.g. a bracket that opens no IPv6 address
+        return False
+
+
+def apply_log_levels(settings: Settings) -> None:
+    """Keep the HTTP library's request lines (URLs with row keys) out of DEBUG logs unless asked for."""
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if settings.http_debug_logs else logging.INFO)
 
 
 def sample_local_settings() -> dict[str, Any]:

@@ -8,12 +8,14 @@ nothing eligible) keeps the status it was recorded with.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from datetime import datetime
 from html import escape
 from typing import Any
 
 from .checkpoints import Counters
-from .messages import RUN_ID
+from .messages import is_run_id
 from .state import FINAL, StateStore, TaskRecord
 
 TASK_NAME = "CustomerId Backstamping Hydration"
@@ -94,7 +96,7 @@ def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
 def report(state: StateStore, *, limit: int = 10, run_id: str | None = None) -> dict[str, Any]:
     """The latest runs (or one run), newest first."""
     if run_id is not None:
-        record = state.run(run_id) if RUN_ID.fullmatch(run_id) else None
+        record = state.run(run_id) if is_run_id(run_id) else None
         runs = [] if record is None else [record]
     else:
         runs = state.runs(limit=limit)
@@ -126,13 +128,29 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>body{{font:14px system-ui,sans-serif;margin:2em}}table{{border-collapse:collapse;margin:.5em 0 2em}}
-td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}}
-.Successful{{color:#107c10}}.Failed{{color:#a4262c}}.Skipped{{color:#605e5c}}.Running{{color:#0078d4}}</style>
-</head><body><h1>{title}</h1><p>{group}</p>{runs}</body></html>
-"""
+_STYLE = (
+    "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0 2em}\n"
+    "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\n"
+    ".Successful{color:#107c10}.Failed{color:#a4262c}.Skipped{color:#605e5c}.Running{color:#0078d4}"
+)
+_PAGE = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>\n'
+    "<style>" + _STYLE.replace("{", "{{").replace("}", "}}") + "</style>\n"
+    "</head><body><h1>{title}</h1><p>{group}</p>{runs}</body></html>\n"
+)
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+
+HTML_HEADERS = {
+    "Content-Security-Policy": (
+        f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+"""Headers of every HTML answer: no script, no other source, only the page's own style (by its hash)."""
+JSON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+"""Headers of every JSON answer."""
 
 
 def render_html(data: dict[str, Any]) -> str:

@@ -7,16 +7,16 @@ fixed development token that names a user, and only a loopback URL may.
 
 from __future__ import annotations
 
-import ipaddress
 import threading
-import time
-from collections.abc import Callable
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from azure.core.credentials import AccessToken
 
+from hydration.clock import SYSTEM_CLOCK, Clock
+
 from .errors import AuthError
+from .organization_url import OrganizationUrl
 
 REFRESH_MARGIN = 300
 
@@ -29,38 +29,45 @@ class TokenCredential(Protocol):
         ...
 
 
-def is_loopback(url: str) -> bool:
-    """Whether a URL's host is this machine (``localhost`` or a loopback address)."""
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
+def is_loopback(url: OrganizationUrl | str) -> bool:
+    """Whether a URL's host is this machine (``localhost`` or a loopback address); any path is ignored."""
+    if isinstance(url, OrganizationUrl):
+        return url.is_loopback
     try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
+        parts = urlsplit(url)
+        return OrganizationUrl.parse(f"{parts.scheme}://{parts.netloc}").is_loopback
+    except ValueError:  # InvalidOrganizationUrlError, or text urlsplit cannot split
         return False
 
 
 class DevelopmentToken:
     """A fixed token naming a user, for the local emulator only (refused for any other host)."""
 
-    def __init__(self, organization_url: str, user: str) -> None:
+    def __init__(
+        self, organization_url: OrganizationUrl | str, user: str, *, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         if not is_loopback(organization_url):
             raise AuthError("a development token is only allowed for a loopback organization URL")
         self._user = user
+        self._clock = clock
 
     def get_token(self, *scopes: str) -> AccessToken:
-        """A never-expiring token whose text is the user name."""
-        return AccessToken(self._user, int(time.time()) + 86_400)
+        """A token whose text is the user name, valid for a day from now."""
+        return AccessToken(self._user, int(self._clock.now().timestamp()) + 86_400)
 
 
 class TokenProvider:
     """Gets and caches the bearer token for one organization (thread-safe)."""
 
     def __init__(
-        self, credential: TokenCredential, organization_url: str, *, clock: Callable[[], float] = time.time
+        self,
+        credential: TokenCredential,
+        organization_url: OrganizationUrl | str,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._credential = credential
-        self._scope = organization_url.rstrip("/") + "/.default"
+        self._scope = str(organization_url).rstrip("/") + "/.default"
         self._clock = clock
         self._lock = threading.Lock()
         self._token: AccessToken | None = None
@@ -78,7 +85,10 @@ class TokenProvider:
     def token(self) -> str:
         """A valid token; refreshed when it expires within five minutes. Never logged."""
         with self._lock:
-            if self._token is None or self._token.expires_on - REFRESH_MARGIN <= self._clock():
+            if (
+                self._token is None
+                or self._token.expires_on - REFRESH_MARGIN <= self._clock.now().timestamp()
+            ):
                 try:
                     self._token = self._credential.get_token(self._scope)
                 except Exception as exc:
@@ -92,10 +102,11 @@ class TokenProvider:
 
 
 def token_provider(
-    organization_url: str,
+    organization_url: OrganizationUrl | str,
     *,
     development_user: str | None = None,
     managed_identity_client_id: str | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> TokenProvider:
     """The token source for an organization: azure-identity's ``DefaultAzureCredential`` by default.
 
@@ -105,8 +116,9 @@ def token_provider(
     (the local emulator).
     """
     if development_user is not None:
-        return TokenProvider(DevelopmentToken(organization_url, development_user), organization_url)
+        development = DevelopmentToken(organization_url, development_user, clock=clock)
+        return TokenProvider(development, organization_url, clock=clock)
     from azure.identity import DefaultAzureCredential
 
     credential = DefaultAzureCredential(managed_identity_client_id=managed_identity_client_id)
-    return TokenProvider(credential, organization_url)
+    return TokenProvider(credential, organization_url, clock=clock)

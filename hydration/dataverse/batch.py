@@ -11,6 +11,7 @@ sliced from the answer once; nested change sets and CRLF or bare LF line endings
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from typing import Any
 from .errors import TransientError
 
 MAX_REQUESTS = 1000
+_STATUS = re.compile(r"[1-9][0-9]{2}")
+"""An HTTP status code: three ASCII digits (``str.isdigit`` would also take ``²⁰⁴``)."""
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,10 @@ def _split(body: bytes, boundary: str) -> list[bytes]:
 
     A part ends before the line break that belongs to the delimiter after it.
     """
-    delimiter = b"--" + boundary.encode("latin-1")
+    try:
+        delimiter = b"--" + boundary.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise TransientError("the $batch answer's boundary is not Latin-1 text") from exc
     if body.startswith(delimiter):
         position = 0
     else:
@@ -138,9 +144,13 @@ def _head_and_body(raw: bytes) -> tuple[bytes, bytes]:
 
 def _http_response(raw: bytes) -> PartResult:
     head, body = _head_and_body(raw)
-    lines = head.decode("latin-1").splitlines()
+    lines = head.decode("latin-1").splitlines() or [""]
     status_line = lines[0].split(" ", 2)
-    if len(status_line) < 2 or not status_line[0].startswith("HTTP/") or not status_line[1].isdigit():
+    if (
+        len(status_line) < 2
+        or not status_line[0].startswith("HTTP/")
+        or not _STATUS.fullmatch(status_line[1])
+    ):
         raise TransientError("a $batch answer part has no HTTP status line")
     return PartResult(int(status_line[1]), _headers(lines[1:]), body.strip(b"\r\n"))
 

@@ -3,22 +3,27 @@
 Every answer goes through ``errors.classify``. Transient failures (5xx, 408, connection errors) are
 retried a few times with backoff; a 429 whose ``Retry-After`` is short is waited out in-process, a
 long one is raised as ``ThrottledError`` so the worker can re-enqueue with a delay instead of holding a
-Functions instance. The server's ``Date`` header is kept as the server time the hydration windows use.
+Functions instance. Attempts within one call are spaced by at least the exponential backoff floor,
+even when the server says ``Retry-After: 0``. The server's ``Date`` header is kept as the server time the
+hydration windows use, unless it is further ahead of this host's clock than ``MAX_CLOCK_SKEW``: one
+answer from the future would otherwise move a table's watermark past every change still to come. The
+local emulator (a loopback organization) is exempt: its clock is moved ahead on purpose through its
+control API, to let mapping changes settle without waiting.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
+
+from hydration.clock import SYSTEM_CLOCK, Clock
 
 from . import batch as batch_format
 from .auth import TokenProvider
@@ -27,14 +32,17 @@ from .errors import (
     AuthError,
     Classified,
     DataverseError,
-    Outcome,
     ThrottledError,
     TransientError,
+    Verdict,
     classify,
 )
+from .organization_url import OrganizationUrl
 from .paging import Paginator
 
 API_PATH = "/api/data/v9.2/"
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+"""A ``Date`` answer header further ahead of the host's clock than this is ignored, not believed."""
 log = logging.getLogger(__name__)
 
 
@@ -54,7 +62,7 @@ class ClientSettings:
 
 
 @dataclass
-class Counters:
+class RequestCounters:
     """What the client did, for task outcomes and benchmarks."""
 
     requests: int = 0
@@ -77,21 +85,25 @@ class DataverseClient:
     def __init__(
         self,
         *,
-        organization_url: str,
+        organization_url: OrganizationUrl | str,
         tokens: TokenProvider,
         settings: ClientSettings | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock = SYSTEM_CLOCK,
         session_factory: Callable[[], requests.Session] = requests.Session,
     ) -> None:
-        parts = urlsplit(organization_url)
-        if parts.scheme not in ("https", "http") or not parts.hostname:
-            raise ValueError(f"not an organization URL: {organization_url!r}")
-        self.organization_url = f"{parts.scheme}://{parts.netloc}"
+        self.organization = (
+            organization_url
+            if isinstance(organization_url, OrganizationUrl)
+            else OrganizationUrl.parse(organization_url)
+        )
+        self.organization_url = str(self.organization)
+        self._trust_any_date = self.organization.is_loopback  # the emulator's clock is moved on purpose
         self.api_url = self.organization_url + API_PATH
         self.settings = settings or ClientSettings()
-        self.counters = Counters()
+        self.counters = RequestCounters()
         self._tokens = tokens
-        self._sleep = sleep
+        self.clock = clock
+        """The clock the client waits on and measures the server's time with (metadata shares it)."""
         self._session_factory = session_factory
         self._local = threading.local()
         self._server_time: datetime | None = None
@@ -126,12 +138,13 @@ class DataverseClient:
 
         Asked afresh (one ``WhoAmI``) when no answer came within ``max_age`` seconds, so a pass's
         window is never computed from a stale reading. ``Date`` has whole seconds: callers allow for it.
+        A ``Date`` too far ahead of the host's clock is never used (see ``MAX_CLOCK_SKEW``).
         """
-        if self._server_time is None or time.monotonic() - self._server_time_at > max_age:
+        if self._server_time is None or self.clock.monotonic() - self._server_time_at > max_age:
             self.request("GET", "WhoAmI", kind="whoami")
         if self._server_time is None:
             raise TransientError("the answer to WhoAmI has no usable Date header")
-        return self._server_time + _seconds(time.monotonic() - self._server_time_at)
+        return self._server_time + _seconds(self.clock.monotonic() - self._server_time_at)
 
     def request(
         self,
@@ -153,13 +166,13 @@ class DataverseClient:
                 response = self._send(method, url, params, json_body, data, headers)
             except requests.RequestException as exc:
                 classified = Classified(
-                    Outcome.TRANSIENT, 0, message=f"connection failed: {type(exc).__name__}"
+                    Verdict.TRANSIENT, 0, message=f"connection failed: {type(exc).__name__}"
                 )
             else:
                 self.counters.count(kind)
                 self._observe(response)
                 classified = classify(response.status_code, response.headers, response.content)
-                if classified.outcome is Outcome.OK:
+                if classified.verdict is Verdict.OK:
                     return response
                 if response.status_code == 401 and attempt == 1:
                     self._tokens.invalidate()
@@ -195,22 +208,30 @@ class DataverseClient:
         )
 
     def _observe(self, response: requests.Response) -> None:
-        date = response.headers.get("Date")
-        if date:
-            try:
-                self._server_time = parsedate_to_datetime(date).astimezone(UTC)
-                self._server_time_at = time.monotonic()
-            except (TypeError, ValueError):
-                pass
+        server_time = _date(response.headers.get("Date"))
+        if server_time is not None and self._believable(server_time):
+            self._server_time = server_time
+            self._server_time_at = self.clock.monotonic()
         hint = response.headers.get("x-ms-dop-hint")
         if hint and hint.isdigit() and int(hint) > 0:
             self.dop_hint = int(hint)
 
+    def _believable(self, server_time: datetime) -> bool:
+        """Whether a ``Date`` may be used: not further ahead of the host's clock than the allowed skew."""
+        if self._trust_any_date or server_time <= self.clock.now() + MAX_CLOCK_SKEW:
+            return True
+        log.warning(
+            "ignored the server's Date %s: more than %s ahead of this host's clock",
+            server_time.isoformat(),
+            MAX_CLOCK_SKEW,
+        )
+        return False
+
     def _retry(self, classified: Classified, attempt: int, method: str, kind: str) -> bool:
-        if classified.outcome is Outcome.FATAL or attempt > self.settings.max_retries:
+        if classified.verdict is Verdict.FATAL or attempt > self.settings.max_retries:
             return False
         wait = delay(attempt, retry_after=classified.retry_after)
-        if classified.outcome is Outcome.THROTTLED:
+        if classified.verdict is Verdict.THROTTLED:
             if wait > self.settings.inline_throttle_limit:
                 return False
             with self.counters.lock:
@@ -221,7 +242,7 @@ class DataverseClient:
         log.info(
             "retrying %s %s after %s in %.1fs (attempt %d)", method, kind, classified.status, wait, attempt
         )
-        self._sleep(wait)
+        self.clock.sleep(wait)
         return True
 
     # -- reads --------------------------------------------------------------------------------
@@ -279,8 +300,25 @@ class DataverseClient:
         return results
 
 
+def _date(header: str | None) -> datetime | None:
+    """The time in a ``Date`` header, or ``None`` when absent or unparsable."""
+    if not header:
+        return None
+    try:
+        return parsedate_to_datetime(header).astimezone(UTC)
+    except (TypeError, ValueError):
+        return None
+
+
 def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
-__all__ = ["AuthError", "ClientSettings", "DataverseClient", "DataverseError", "ThrottledError"]
+__all__ = [
+    "AuthError",
+    "ClientSettings",
+    "DataverseClient",
+    "DataverseError",
+    "RequestCounters",
+    "ThrottledError",
+]

@@ -12,7 +12,7 @@
         ├── RequestError        400/412/413 and other client errors
         └── UnsafeLinkError     a next link pointing away from the organization
 
-``classify`` is the one place that turns an HTTP answer into one of these outcomes.
+``classify`` is the one place that turns an HTTP answer into one of these verdicts.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class UnsafeLinkError(FatalError):
     """A link from the server points somewhere the client must not send its token."""
 
 
-class Outcome(Enum):
+class Verdict(Enum):
     """What an answer means for the caller."""
 
     OK = "ok"
@@ -81,21 +81,21 @@ class Outcome(Enum):
 
 @dataclass(frozen=True)
 class Classified:
-    """An answer's outcome, with the server's error code and message and any ``Retry-After``."""
+    """An answer's verdict, with the server's error code and message and any ``Retry-After``."""
 
-    outcome: Outcome
+    verdict: Verdict
     status: int
     code: str | None = None
     message: str = ""
     retry_after: float | None = None
 
     def error(self) -> DataverseError:
-        """The exception this outcome raises when it is not OK."""
+        """The exception this verdict raises when it is not OK."""
         text = f"Dataverse answered {self.status}" + (f" {self.code}" if self.code else "")
         text += f": {self.message}" if self.message else ""
-        if self.outcome is Outcome.THROTTLED:
+        if self.verdict is Verdict.THROTTLED:
             return ThrottledError(text, retry_after=self.retry_after or 0.0, code=self.code)
-        if self.outcome is Outcome.TRANSIENT:
+        if self.verdict is Verdict.TRANSIENT:
             return TransientError(text, status=self.status, code=self.code)
         kind: type[FatalError] = RequestError
         if self.status in (401, 403):
@@ -133,17 +133,17 @@ def error_details(body: bytes) -> tuple[str | None, str]:
 
 
 def classify(status: int, headers: Any, body: bytes) -> Classified:
-    """Turn one HTTP answer into an outcome; ``headers`` is any case-insensitive mapping."""
+    """Turn one HTTP answer into a verdict; ``headers`` is any case-insensitive mapping."""
     if status < 300:
-        return Classified(Outcome.OK, status)
+        return Classified(Verdict.OK, status)
     code, message = error_details(body)
     if status == 429:
         retry_after = parse_retry_after(headers.get("Retry-After"))
         return Classified(
-            Outcome.THROTTLED, status, code, message, 5.0 if retry_after is None else retry_after
+            Verdict.THROTTLED, status, code, message, 5.0 if retry_after is None else retry_after
         )
     if status in TRANSIENT_STATUSES:
         return Classified(
-            Outcome.TRANSIENT, status, code, message, parse_retry_after(headers.get("Retry-After"))
+            Verdict.TRANSIENT, status, code, message, parse_retry_after(headers.get("Retry-After"))
         )
-    return Classified(Outcome.FATAL, status, code, message)
+    return Classified(Verdict.FATAL, status, code, message)

@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
+
+from hydration.clock import Clock
 
 from . import odata
 from .client import DataverseClient
@@ -156,11 +157,11 @@ class Metadata:
         self,
         client: DataverseClient,
         *,
-        sleep: Callable[[float], None] = time.sleep,
+        clock: Clock | None = None,
         visibility_timeout: float = 300.0,
     ) -> None:
         self._client = client
-        self._sleep = sleep
+        self._clock = clock or client.clock
         self._visibility_timeout = visibility_timeout
         self._tables: dict[str, TableInfo] = {}
         self._lookups: dict[tuple[str, LookupSpec], LookupInfo] = {}
@@ -355,7 +356,7 @@ class Metadata:
                     created=created,
                 )
             pause = min(backoff(waited), self._visibility_timeout - waited)
-            self._sleep(pause)
+            self._clock.sleep(pause)
             waited += pause
         return info, waited
 

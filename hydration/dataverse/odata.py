@@ -2,30 +2,35 @@
 
 Logical names come from configuration and metadata; they are checked against Dataverse's naming rule
 before they reach a URL. String values are single-quoted with quotes doubled; GUIDs are validated and
-normalised (lowercase, hyphenated) and written bare; date-times are written bare in UTC.
+normalised (lowercased) and written bare; date-times are written bare in UTC.
+
+A GUID is accepted only in its hyphenated 8-4-4-4-12 form, in either case. Braces (``{guid}``), missing
+hyphens and surrounding spaces are refused, not normalised away: a mapping row's
+``msdynci_alternatevalue`` is a string column, and the ``In(...)`` lookups that find a source row's
+mapping rows compare strings (case-insensitively, as Dataverse does). A ``{guid}`` value normalised to
+the bare GUID would count as valid yet never be found by those lookups, so a newer mapping row written
+that way would lose to an older one. Such a value is an invalid key: counted, never sent, and its row's
+link left as it is.
 """
 
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
 _LOGICAL_NAME = re.compile(r"^[a-z][a-z0-9_]{0,127}$")
 _SCHEMA_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*_[A-Za-z0-9_]{1,120}$")
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_GUID = re.compile(
-    r"^\{?([0-9a-fA-F]{8})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{4})-?([0-9a-fA-F]{12})\}?$"
-)
+_HYPHENATED = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class InvalidNameError(ValueError):
     """A table, column or relationship name that is not a valid Dataverse name."""
 
 
-class InvalidKeyError(ValueError):
-    """A value that does not parse as a GUID."""
+class InvalidGuidError(ValueError):
+    """A value that is not a GUID in its hyphenated form."""
 
 
 def logical_name(name: str) -> str:
@@ -47,20 +52,19 @@ def schema_name(name: str) -> str:
 
 
 def normalize_guid(value: str) -> str:
-    """The lowercase hyphenated form of a GUID written with or without braces and hyphens."""
+    """The lowercase form of a hyphenated GUID; ``InvalidGuidError`` for anything else (see above)."""
     if isinstance(value, str) and _CANONICAL.fullmatch(value):
         return value  # the form Dataverse answers with: the common case, kept fast
-    match = _GUID.match(value.strip()) if isinstance(value, str) else None
-    if not match:
-        raise InvalidKeyError(f"not a GUID: {value!r}"[:80])
-    return str(uuid.UUID("".join(match.groups())))
+    if not isinstance(value, str) or not _HYPHENATED.fullmatch(value):
+        raise InvalidGuidError(f"not a GUID: {value!r}"[:80])
+    return value.lower()
 
 
 def try_guid(value: object) -> str | None:
     """``normalize_guid`` or ``None``."""
     try:
         return normalize_guid(value) if isinstance(value, str) else None
-    except InvalidKeyError:
+    except InvalidGuidError:
         return None
 
 

@@ -1,18 +1,15 @@
-"""Following ``@odata.nextLink``: exactly as given, only to the organization, never in a loop."""
+"""Following ``@odata.nextLink``: exactly as given, only to the organization, never in a loop.
+
+The token-carrying request goes where the transport's parser says the link points, so the origin check
+is ``OrganizationUrl.owns`` (urllib3's parser, with anything ambiguous refused), not ``urlsplit``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 from .errors import FatalError, UnsafeLinkError
-
-
-def origin(url: str) -> str:
-    """``scheme://host:port`` of a URL, lowercased, with the default port made explicit."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.scheme.lower()}://{(parts.hostname or '').lower()}:{port}"
+from .organization_url import OrganizationUrl
 
 
 class PagingLoopError(FatalError):
@@ -22,19 +19,17 @@ class PagingLoopError(FatalError):
 class Paginator:
     """Tracks a paged read: ``advance(payload)`` gives the next link to follow, or ``None`` at the end."""
 
-    def __init__(self, organization_url: str) -> None:
-        self._origin = origin(organization_url)
+    def __init__(self, organization: OrganizationUrl | str) -> None:
+        self._organization = (
+            organization if isinstance(organization, OrganizationUrl) else OrganizationUrl.parse(organization)
+        )
         self._previous: str | None = None
         self.pages = 0
 
     def check(self, link: object) -> str:
-        """Return ``link`` if it points into the organization, else raise ``UnsafeLinkError``."""
-        if isinstance(link, str):
-            try:
-                if origin(link) == self._origin:
-                    return link
-            except ValueError:  # a port that is not a number, or out of range
-                pass
+        """``link`` if the transport would send it to the organization, else ``UnsafeLinkError``."""
+        if isinstance(link, str) and self._organization.owns(link):
+            return link
         raise UnsafeLinkError("the server's next link points outside the organization; not following it")
 
     def advance(self, payload: dict[str, Any]) -> str | None:

@@ -6,7 +6,12 @@ The planner and worker depend on the ``StateTables`` and ``TaskQueue`` interface
 """
 
 from hydration.storage.driver import Delivery, DeliveryOutcome, DrainStats, QueueDriver
-from hydration.storage.errors import ConflictError, InvalidKeyError, StorageError, StorageUnavailableError
+from hydration.storage.errors import (
+    ConflictError,
+    InvalidStorageKeyError,
+    StorageError,
+    StorageUnavailableError,
+)
 from hydration.storage.queues import (
     AzureTaskQueue,
     MemoryTaskQueue,
@@ -14,7 +19,7 @@ from hydration.storage.queues import (
     TaskQueue,
     poison_queue_name,
 )
-from hydration.storage.tables import AzureStateTables, MemoryStateTables, StateTables, Versioned
+from hydration.storage.tables import AzureStateTables, MemoryStateTables, StateTables, StoredEntity
 
 __all__ = [
     "AzureStateTables",
@@ -23,7 +28,7 @@ __all__ = [
     "Delivery",
     "DeliveryOutcome",
     "DrainStats",
-    "InvalidKeyError",
+    "InvalidStorageKeyError",
     "MemoryStateTables",
     "MemoryTaskQueue",
     "QueueDriver",
@@ -31,7 +36,7 @@ __all__ = [
     "StateTables",
     "StorageError",
     "StorageUnavailableError",
+    "StoredEntity",
     "TaskQueue",
-    "Versioned",
     "poison_queue_name",
 ]

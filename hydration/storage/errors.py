@@ -5,7 +5,7 @@
     StorageError                    not worth retrying as is (bad request, auth, unexpected answer)
     ├── ConflictError               someone else won: stale ETag, entity already exists, lost message lease
     ├── StorageUnavailableError     try again later: connection refused or reset, timeout, 5xx, 408
-    └── InvalidKeyError             a PartitionKey/RowKey Table Storage refuses (also a ValueError)
+    └── InvalidStorageKeyError      a PartitionKey/RowKey Table Storage refuses (also a ValueError)
 
 ``ConflictError`` is not a failure of the store: it is the answer that makes claims idempotent (a worker
 that loses an ETag race or finds its insert already done knows another delivery got there first).
@@ -44,7 +44,7 @@ class StorageUnavailableError(StorageError):
     """The service could not be reached or answered with a server error; retry later."""
 
 
-class InvalidKeyError(StorageError, ValueError):
+class InvalidStorageKeyError(StorageError, ValueError):
     r"""A PartitionKey or RowKey that Table Storage forbids (``/ \ # ?``, control characters, > 1 KiB)."""
 
 

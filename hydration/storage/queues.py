@@ -8,7 +8,10 @@ it comes back with ``Received.text = None`` and its wire body in ``Received.raw`
 it to the poison queue as the host does.
 
 Sent messages never expire (time-to-live -1): a continuation must not silently vanish after 7 days,
-and it lets a send be delayed by up to the service's 7-day limit.
+and it lets a send be delayed by up to the service's 7-day limit. A longer delay (a server's
+``Retry-After`` of weeks) is clamped to that limit, here in the adapter, rather than refused by the
+service as a malformed request: the message is then delivered early, which the worker handles as it
+handles any delivery, instead of being lost with the step that tried to send it.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class TaskQueue(Protocol):
     name: str
 
     def send(self, text: str, *, delay_seconds: int = 0) -> None:
-        """Enqueue ``text``, invisible for ``delay_seconds`` (at most 7 days)."""
+        """Enqueue ``text``, invisible for ``delay_seconds`` (a longer delay is clamped to 7 days)."""
         ...
 
     def receive(self, *, visibility_timeout: int) -> Received | None:
@@ -79,7 +82,7 @@ class TaskQueue(Protocol):
         ...
 
     def release(self, message: Received, *, delay_seconds: int = 0) -> None:
-        """Make a received message visible again after ``delay_seconds`` (it will be redelivered)."""
+        """Make a received message visible again after ``delay_seconds`` (clamped to 7 days)."""
         ...
 
     def approximate_count(self) -> int:
@@ -126,6 +129,13 @@ def _check_seconds(value: int, what: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_DELAY_SECONDS:
         raise ValueError(f"{what} must be an int between {minimum} and {MAX_DELAY_SECONDS} seconds")
     return value
+
+
+def clamp_delay(value: int) -> int:
+    """A delay the service accepts: at most the 7-day maximum; a negative or non-int one is refused."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"delay_seconds must be an int of at least 0 seconds, not {value!r}"[:120])
+    return min(value, MAX_DELAY_SECONDS)
 
 
 # --- Azure Storage queues --------------------------------------------------------------------------
@@ -199,12 +209,12 @@ class AzureTaskQueue:
         return self._client
 
     def send(self, text: str, *, delay_seconds: int = 0) -> None:
-        """Enqueue ``text``, invisible for ``delay_seconds`` (at most 7 days)."""
+        """Enqueue ``text``, invisible for ``delay_seconds`` (a longer delay is clamped to 7 days)."""
         encode_text(text)  # validates before anything is sent; the client's policy does the encoding
-        _check_seconds(delay_seconds, "delay_seconds", minimum=0)
+        delay = clamp_delay(delay_seconds)
         client = self._queue()
         try:
-            client.send_message(text, visibility_timeout=delay_seconds, time_to_live=-1)
+            client.send_message(text, visibility_timeout=delay, time_to_live=-1)
         except AzureError as error:
             raise translate(error, f"send to {self.name}") from error
 
@@ -238,10 +248,10 @@ class AzureTaskQueue:
             raise self._translate(error, "delete") from error
 
     def release(self, message: Received, *, delay_seconds: int = 0) -> None:
-        """Make a received message visible again after ``delay_seconds`` (it will be redelivered)."""
-        _check_seconds(delay_seconds, "delay_seconds", minimum=0)
+        """Make a received message visible again after ``delay_seconds`` (clamped to 7 days)."""
+        delay = clamp_delay(delay_seconds)
         try:
-            self._queue().update_message(message.id, message.pop_receipt, visibility_timeout=delay_seconds)
+            self._queue().update_message(message.id, message.pop_receipt, visibility_timeout=delay)
         except AzureError as error:
             raise self._translate(error, "release") from error
 
@@ -297,13 +307,13 @@ class MemoryTaskQueue:
         self._lock = threading.Lock()
 
     def send(self, text: str, *, delay_seconds: int = 0) -> None:
-        """Enqueue ``text``, invisible for ``delay_seconds`` (at most 7 days)."""
+        """Enqueue ``text``, invisible for ``delay_seconds`` (a longer delay is clamped to 7 days)."""
         raw = encode_text(text)
-        self._put(raw, _check_seconds(delay_seconds, "delay_seconds", minimum=0))
+        self._put(raw, clamp_delay(delay_seconds))
 
     def send_raw(self, raw: str, *, delay_seconds: int = 0) -> None:
         """Enqueue a wire body as is (for tests of undecodable messages)."""
-        self._put(raw, _check_seconds(delay_seconds, "delay_seconds", minimum=0))
+        self._put(raw, clamp_delay(delay_seconds))
 
     def _put(self, raw: str, delay_seconds: int) -> None:
         with self._lock:
@@ -344,11 +354,11 @@ class MemoryTaskQueue:
             del self._messages[self._held(message, "delete").id]
 
     def release(self, message: Received, *, delay_seconds: int = 0) -> None:
-        """Make a received message visible again after ``delay_seconds`` (it will be redelivered)."""
-        _check_seconds(delay_seconds, "delay_seconds", minimum=0)
+        """Make a received message visible again after ``delay_seconds`` (clamped to 7 days)."""
+        delay = clamp_delay(delay_seconds)
         with self._lock:
             stored = self._held(message, "release")
-            stored.visible_at = self._clock() + delay_seconds
+            stored.visible_at = self._clock() + delay
             stored.pop_receipt = str(uuid.uuid4())
 
     def approximate_count(self) -> int:

@@ -2,33 +2,17 @@
 
 ``StateTables`` is the interface the planner and worker use; ``AzureStateTables`` talks to Table Storage
 (or Azurite) and ``MemoryStateTables`` is the in-memory fake for unit tests. Both validate and encode
-through the same functions below, so a value the fake accepts is one the service accepts, and reads
-come back in the same shape.
-
-Value convention (what goes in, what comes back):
-
-- ``str`` (at most 64 KiB as UTF-16, the service's limit), ``bool``, ``float`` (finite), ``int`` (Int32
-  on the wire when it fits, Int64 otherwise; beyond Int64 is refused), timezone-aware ``datetime``
-  (stored in UTC, read back as a plain aware UTC ``datetime`` with microsecond precision).
-- ``None`` is not stored: the property is omitted, and a missing property reads as absent, so callers
-  use ``entity.get(name)``.
-- ``dict`` and ``list`` are stored as compact JSON in a string property named ``<name>__json`` and read
-  back under ``<name>``. Property names are ASCII identifiers (``[A-Za-z_][A-Za-z0-9_]*``), may not end
-  in ``__json``, and may not be ``PartitionKey``, ``RowKey``, ``Timestamp`` or ``etag``.
-
-Row keys are ordered as Table Storage orders them: by UTF-16 code units.
+through ``entities`` (the value convention is written there), so a value the fake accepts is one the
+service accepts, and reads come back in the same shape.
 """
 
 from __future__ import annotations
 
 import itertools
-import json
-import math
-import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from azure.core import MatchConditions
@@ -43,30 +27,24 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from hydration.storage.errors import ConflictError, InvalidKeyError, StorageError, translate
+from hydration.storage.entities import (
+    INT32,
+    Stored,
+    decode_entity,
+    encode_entity,
+    plain_utc,
+    row_order,
+    validate_key,
+    validate_table_name,
+)
+from hydration.storage.errors import ConflictError, StorageError, translate
 
-JSON_SUFFIX = "__json"
 PAGE_SIZE = 1000  # the service's largest page; the query iterator holds one page at a time
 TRANSACTION_SIZE = 100  # the service's limit per transaction (Azurite answers garbage beyond it)
-MAX_STRING_UNITS = 32 * 1024  # 64 KiB of UTF-16
-MAX_KEY_UNITS = 512  # 1 KiB of UTF-16
-MAX_PROPERTIES = 252  # 255 minus PartitionKey, RowKey and Timestamp
-MAX_ENTITY_BYTES = 1024 * 1024
-_INT32 = range(-(2**31), 2**31)
-_INT64 = range(-(2**63), 2**63)
-_MIN_DATETIME = datetime(1601, 1, 1, tzinfo=UTC)  # Edm.DateTime starts here
-_TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]{2,62}")
-_PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
-_FORBIDDEN_KEY_CHARS = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
-_RESERVED_NAMES = frozenset({"PartitionKey", "RowKey", "Timestamp", "etag"})
-
-Scalar = bool | int | float | str | datetime
-Stored = dict[str, Scalar]
-"""An entity's properties as stored: validated scalars, JSON already encoded; the fake keeps these."""
 
 
 @dataclass(frozen=True)
-class Versioned:
+class StoredEntity:
     """An entity's user properties and the ETag that a conditional ``replace`` or ``delete`` must quote."""
 
     entity: dict[str, Any]
@@ -80,7 +58,7 @@ class StateTables(Protocol):
     ``ValueError``/``TypeError`` for values the store cannot hold, before anything is sent).
     """
 
-    def get(self, table: str, pk: str, rk: str) -> Versioned | None:
+    def get(self, table: str, pk: str, rk: str) -> StoredEntity | None:
         """The entity, or None when it does not exist."""
         ...
 
@@ -100,7 +78,7 @@ class StateTables(Protocol):
         """Delete the entity; a missing one is fine; with ``etag``, ``ConflictError`` if it changed."""
         ...
 
-    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, StoredEntity]]:
         """(row key, value) of a partition in row key order, fetched a page at a time.
 
         With ``after``, only the row keys after it: a key-ranged read, so a caller that stops early
@@ -111,136 +89,6 @@ class StateTables(Protocol):
     def delete_partition(self, table: str, pk: str) -> int:
         """Delete every entity of a partition in transactions of at most 100; returns how many."""
         ...
-
-
-# --- validation and encoding, shared by both implementations ---------------------------------------
-
-
-def validate_table_name(name: str) -> str:
-    """The name if Table Storage accepts it (3-63 alphanumerics starting with a letter), else ValueError."""
-    if not isinstance(name, str) or not _TABLE_NAME.fullmatch(name) or name.lower() == "tables":
-        raise ValueError(f"invalid table name {name!r}: 3-63 letters and digits, starting with a letter")
-    return name
-
-
-def validate_key(key: str, which: str = "key") -> str:
-    """The key if Table Storage accepts it as a PartitionKey or RowKey, else ``InvalidKeyError``."""
-    if not isinstance(key, str):
-        raise TypeError(f"{which} must be a str, not {type(key).__name__}")
-    if _FORBIDDEN_KEY_CHARS.search(key):
-        raise InvalidKeyError(f"{which} contains a character Table Storage forbids (/ \\ # ? or control)")
-    if _utf16_units(key) > MAX_KEY_UNITS:
-        raise InvalidKeyError(f"{which} is longer than 1 KiB")
-    return key
-
-
-def encode_entity(pk: str, rk: str, entity: Mapping[str, Any]) -> Stored:
-    """Validate the keys and properties and return the stored form (None dropped, JSON encoded)."""
-    validate_key(pk, "PartitionKey")
-    validate_key(rk, "RowKey")
-    stored: Stored = {}
-    for name, value in entity.items():
-        _validate_property_name(name)
-        if value is None:
-            continue
-        if isinstance(value, dict | list):
-            stored[name + JSON_SUFFIX] = _checked_str(name, _to_json(name, value))
-        else:
-            stored[name] = _encode_scalar(name, value)
-    if len(stored) > MAX_PROPERTIES:
-        raise ValueError(f"entity has {len(stored)} properties; Table Storage allows {MAX_PROPERTIES}")
-    if _entity_size(pk, rk, stored) > MAX_ENTITY_BYTES:
-        raise ValueError("entity is larger than the 1 MiB Table Storage allows")
-    return stored
-
-
-def decode_entity(stored: Mapping[str, Any]) -> dict[str, Any]:
-    """User properties from the stored form: ``<name>__json`` strings become ``<name>`` values."""
-    entity: dict[str, Any] = {}
-    for name, value in stored.items():
-        if name.endswith(JSON_SUFFIX) and isinstance(value, str):
-            try:
-                entity[name[: -len(JSON_SUFFIX)]] = json.loads(value)
-            except ValueError as error:
-                raise StorageError(f"property {name} does not hold JSON") from error
-        else:
-            entity[name] = value
-    return entity
-
-
-def row_order(rk: str) -> bytes:
-    """The sort key Table Storage uses for keys: UTF-16 code units, compared as unsigned numbers."""
-    return rk.encode("utf-16-be", "surrogatepass")
-
-
-def _utf16_units(text: str) -> int:
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def _validate_property_name(name: str) -> None:
-    if not isinstance(name, str) or not _PROPERTY_NAME.fullmatch(name):
-        raise ValueError(f"invalid property name {name!r}: an ASCII identifier of at most 255 characters")
-    if name in _RESERVED_NAMES or name.endswith(JSON_SUFFIX):
-        raise ValueError(f"property name {name!r} is reserved")
-
-
-def _to_json(name: str, value: dict[str, Any] | list[Any]) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as error:
-        raise TypeError(f"property {name!r} is not JSON-serialisable: {error}") from error
-
-
-def _checked_str(name: str, value: str) -> str:
-    if _utf16_units(value) > MAX_STRING_UNITS:
-        raise ValueError(f"property {name!r} is longer than the 64 KiB Table Storage allows")
-    return value
-
-
-def _encode_scalar(name: str, value: object) -> Scalar:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int):
-        if value not in _INT64:
-            raise ValueError(f"property {name!r} does not fit in a 64-bit integer")
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"property {name!r} is not a finite number")
-        return float(value)
-    if isinstance(value, str):
-        return _checked_str(name, str(value))
-    if isinstance(value, datetime):
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"property {name!r} is a naive datetime; give it a timezone")
-        if value < _MIN_DATETIME:
-            raise ValueError(f"property {name!r} is before 1601, the earliest Edm.DateTime")
-        return _plain_utc(value)
-    raise TypeError(f"property {name!r} has unsupported type {type(value).__name__}")
-
-
-def _plain_utc(value: datetime) -> datetime:
-    """A plain ``datetime`` in UTC (the SDK returns a subclass that remembers the service's text)."""
-    utc = value.astimezone(UTC)
-    return datetime(
-        utc.year, utc.month, utc.day, utc.hour, utc.minute, utc.second, utc.microsecond, tzinfo=UTC
-    )
-
-
-def _entity_size(pk: str, rk: str, stored: Stored) -> int:
-    """The service's documented size estimate of an entity, in bytes."""
-    size = 4 + 2 * (_utf16_units(pk) + _utf16_units(rk)) + 4
-    for name, value in stored.items():
-        size += 8 + 2 * len(name)
-        if isinstance(value, str):
-            size += 4 + 2 * _utf16_units(value)
-        elif isinstance(value, bool):
-            size += 1
-        elif isinstance(value, int) and value in _INT32:
-            size += 4
-        else:
-            size += 8
-    return size
 
 
 # --- Azure Table Storage ---------------------------------------------------------------------------
@@ -288,7 +136,7 @@ class AzureStateTables:
             self._clients[table] = client
             return client
 
-    def get(self, table: str, pk: str, rk: str) -> Versioned | None:
+    def get(self, table: str, pk: str, rk: str) -> StoredEntity | None:
         """The entity, or None when it does not exist."""
         validate_key(pk, "PartitionKey")
         validate_key(rk, "RowKey")
@@ -346,7 +194,7 @@ class AzureStateTables:
         except AzureError as error:
             raise translate(error, f"delete from {table}") from error
 
-    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, StoredEntity]]:
         """(row key, value) of a partition in row key order, fetched a page at a time (after ``after``)."""
         validate_key(pk, "PartitionKey")
         if after is not None:
@@ -356,7 +204,7 @@ class AzureStateTables:
     @staticmethod
     def _query(
         client: TableClient, table: str, pk: str, after: str | None
-    ) -> Iterator[tuple[str, Versioned]]:
+    ) -> Iterator[tuple[str, StoredEntity]]:
         condition, parameters = "PartitionKey eq @pk", {"pk": pk}
         if after is not None:
             condition, parameters = condition + " and RowKey gt @after", {"pk": pk, "after": after}
@@ -405,22 +253,22 @@ class AzureStateTables:
 def _to_sdk(pk: str, rk: str, stored: Stored) -> dict[str, Any]:
     body: dict[str, Any] = {"PartitionKey": pk, "RowKey": rk}
     for name, value in stored.items():
-        if isinstance(value, int) and not isinstance(value, bool) and value not in _INT32:
+        if isinstance(value, int) and not isinstance(value, bool) and value not in INT32:
             body[name] = EntityProperty(value, EdmType.INT64)
         else:
             body[name] = value
     return body
 
 
-def _from_sdk(raw: Mapping[str, Any]) -> Versioned:
+def _from_sdk(raw: Mapping[str, Any]) -> StoredEntity:
     stored: dict[str, Any] = {}
     for name, value in raw.items():
         if name in ("PartitionKey", "RowKey"):
             continue
         plain = value.value if isinstance(value, EntityProperty) else value
-        stored[name] = _plain_utc(plain) if isinstance(plain, datetime) else plain
+        stored[name] = plain_utc(plain) if isinstance(plain, datetime) else plain
     metadata = getattr(raw, "metadata", {})
-    return Versioned(entity=decode_entity(stored), etag=str(metadata["etag"]))
+    return StoredEntity(entity=decode_entity(stored), etag=str(metadata["etag"]))
 
 
 def _etag(metadata: Mapping[str, Any]) -> str:
@@ -453,12 +301,12 @@ class MemoryStateTables:
     def _next_etag(self) -> str:
         return f'W/"memory-{next(self._etags)}"'
 
-    def get(self, table: str, pk: str, rk: str) -> Versioned | None:
+    def get(self, table: str, pk: str, rk: str) -> StoredEntity | None:
         """The entity, or None when it does not exist."""
         validate_key(rk, "RowKey")
         with self._lock:
             row = self._partition(table, pk).get(rk)
-        return None if row is None else Versioned(entity=decode_entity(row[0]), etag=row[1])
+        return None if row is None else StoredEntity(entity=decode_entity(row[0]), etag=row[1])
 
     def insert(self, table: str, pk: str, rk: str, entity: Mapping[str, Any]) -> str:
         """Create the entity and return its ETag; ``ConflictError`` if it already exists (a claim)."""
@@ -504,13 +352,13 @@ class MemoryStateTables:
                 raise ConflictError(f"delete from {table}: the ETag no longer matches", status=412)
             del partition[rk]
 
-    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, Versioned]]:
+    def query(self, table: str, pk: str, *, after: str | None = None) -> Iterator[tuple[str, StoredEntity]]:
         """(row key, value) of a partition in row key order, fetched a page at a time (after ``after``)."""
         with self._lock:
             self._partition(table, pk)
         return self._query(table, pk, None if after is None else row_order(after))
 
-    def _query(self, table: str, pk: str, after: bytes | None) -> Iterator[tuple[str, Versioned]]:
+    def _query(self, table: str, pk: str, after: bytes | None) -> Iterator[tuple[str, StoredEntity]]:
         while True:
             with self._lock:
                 partition = self._partition(table, pk)
@@ -518,7 +366,7 @@ class MemoryStateTables:
                 keys = sorted(later, key=row_order)[:PAGE_SIZE]
                 page = [(k, partition[k]) for k in keys]
             for rk, (stored, etag) in page:
-                yield rk, Versioned(entity=decode_entity(stored), etag=etag)
+                yield rk, StoredEntity(entity=decode_entity(stored), etag=etag)
             if len(page) < PAGE_SIZE:
                 return
             after = row_order(page[-1][0])

@@ -7,6 +7,7 @@ Azurite itself (stopped and restarted in the middle of a run).
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -17,6 +18,8 @@ from hydration import handlers
 from hydration.planner import RunRequest
 from hydration.service import Services
 from hydration.storage.driver import Delivery, QueueDriver
+from hydration.storage.queues import MAX_DELAY_SECONDS, MemoryTaskQueue
+from hydration.worker import Outcome
 
 from .conftest import drain, one_page_steps
 
@@ -112,6 +115,41 @@ def test_azurite_restarted_in_the_middle_of_a_run(
     assert handled >= 4
     assert failures == 1
     time.sleep(3)  # the message's lease runs out; it is delivered again
+    view = drain(svc, started.run_id)
+    assert view["status"] == "Successful"
+    assert svc.poison.approximate_count() == 0
+    assert_every_row_correct(emulator)
+
+
+def test_a_retry_after_beyond_the_queues_limit_delays_the_step_instead_of_failing_it(
+    app_env: dict[str, str], emulator: EmulatorClient
+) -> None:
+    # A Retry-After above 604,800 s once made queue.send raise ValueError: the step went to poison and
+    # the task Failed as "transient errors". The delay is clamped to the queue's 7-day maximum instead.
+    moment = [0.0]
+    base = one_page_steps(app_env)
+    svc = replace(
+        base,
+        queue=MemoryTaskQueue(lambda: moment[0], name="tasks"),
+        poison=MemoryTaskQueue(lambda: moment[0], name="tasks-poison"),
+    )
+    started = svc.planner().start(RunRequest(trigger="test"))
+    first = svc.queue.receive(visibility_timeout=60)
+    assert first is not None
+    emulator.faults([{"kind": "throttle", "retry_after": 10 * MAX_DELAY_SECONDS, "count": 1}])
+    try:
+        outcome = handlers.on_message(first.text, first.dequeue_count, svc)
+    finally:
+        emulator.clear_faults()
+    assert outcome is Outcome.THROTTLED
+    svc.queue.delete(first)
+    assert svc.poison.approximate_count() == 0
+    others = svc.queue.approximate_count() - 1  # the re-enqueued step counts while it is hidden
+    moment[0] += MAX_DELAY_SECONDS - 1  # still hidden a second before seven days
+    seen = [svc.queue.receive(visibility_timeout=1) for _ in range(others)]
+    assert all(m is not None and m.text != first.text for m in seen)
+    assert svc.queue.receive(visibility_timeout=1) is None
+    moment[0] += 2
     view = drain(svc, started.run_id)
     assert view["status"] == "Successful"
     assert svc.poison.approximate_count() == 0

@@ -148,6 +148,9 @@ def test_the_status_page_escapes_what_it_shows(host_env: dict[str, str], svc: Se
     response = function("status")(request)
     assert response.status_code == 200
     assert response.mimetype == "text/html"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     page = response.get_body().decode()
     assert "CustomerId Backstamping Hydration" in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page

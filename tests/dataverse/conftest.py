@@ -15,8 +15,11 @@ import requests
 
 from dataverse_emulator import EmulatorServer
 from dataverse_emulator.client import EmulatorClient
+from hydration.clock import FakeClock
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
 from hydration.dataverse.client import DataverseClient
+
+from .fake_session import Make, Setup, build
 
 CONTACTS, LEADS, SEED = 50, 20, 1
 USER = "app"
@@ -97,20 +100,35 @@ def client(emulator_server: EmulatorServer, control: EmulatorClient, recorder: R
     )
 
 
-@dataclass
-class ClockSleep:
-    """A sleep that moves the emulator's clock instead of waiting (or, frozen, only records)."""
+class EmulatorClock(FakeClock):
+    """A fake clock whose sleeps also move the emulator's clock (or, with ``moves_emulator`` off, don't)."""
 
-    control: EmulatorClient
-    advance: bool = True
-    pauses: list[float] = field(default_factory=list)
+    def __init__(self, control: EmulatorClient) -> None:
+        super().__init__()
+        self.control = control
+        self.moves_emulator = True
+        self.pauses: list[float] = []
 
-    def __call__(self, seconds: float) -> None:
+    def sleep(self, seconds: float) -> None:
+        """Record the pause, move this clock and, unless frozen, the emulator's."""
         self.pauses.append(seconds)
-        if self.advance:
+        super().sleep(seconds)
+        if self.moves_emulator:
             self.control.advance_clock(seconds)
 
 
 @pytest.fixture
-def clock_sleep(control: EmulatorClient) -> ClockSleep:
-    return ClockSleep(control)
+def emulator_clock(control: EmulatorClient) -> EmulatorClock:
+    return EmulatorClock(control)
+
+
+@pytest.fixture
+def make() -> Make:
+    """Builds a client on a scripted fake session (``fake_session.build``)."""
+    return build
+
+
+@pytest.fixture
+def fake() -> Setup:
+    """A client for ``ORG`` on a scripted fake session with a recording fake clock."""
+    return build()

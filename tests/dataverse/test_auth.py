@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 import pytest
 from azure.core.credentials import AccessToken
 
+from hydration.clock import FakeClock
 from hydration.dataverse.auth import REFRESH_MARGIN, DevelopmentToken, TokenProvider, is_loopback
 from hydration.dataverse.errors import AuthError, FatalError
 
@@ -16,18 +17,10 @@ SECRET = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.secret-part"
 
 
 @dataclass
-class Clock:
-    now: float = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@dataclass
 class FakeCredential:
     """Hands out numbered tokens that live ``lifetime`` seconds from the clock's time."""
 
-    clock: Clock
+    clock: FakeClock
     lifetime: int = 3600
     scopes: list[tuple[str, ...]] = field(default_factory=list)
     failure: Exception | None = None
@@ -36,21 +29,21 @@ class FakeCredential:
         self.scopes.append(scopes)
         if self.failure is not None:
             raise self.failure
-        return AccessToken(f"token-{len(self.scopes)}", int(self.clock.now) + self.lifetime)
+        return AccessToken(f"token-{len(self.scopes)}", int(self.clock.now().timestamp()) + self.lifetime)
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def credential(clock: Clock) -> FakeCredential:
+def credential(clock: FakeClock) -> FakeCredential:
     return FakeCredential(clock)
 
 
 @pytest.fixture
-def provider(credential: FakeCredential, clock: Clock) -> TokenProvider:
+def provider(credential: FakeCredential, clock: FakeClock) -> TokenProvider:
     return TokenProvider(credential, ORG + "/", clock=clock)
 
 
@@ -59,31 +52,31 @@ def test_asks_for_the_organization_scope(provider: TokenProvider, credential: Fa
     assert credential.scopes == [(ORG + "/.default",)]
 
 
-def test_caches_the_token(provider: TokenProvider, credential: FakeCredential, clock: Clock) -> None:
+def test_caches_the_token(provider: TokenProvider, credential: FakeCredential, clock: FakeClock) -> None:
     assert provider.token() == "token-1"
-    clock.now += 3600 - REFRESH_MARGIN - 1
+    clock.advance(3600 - REFRESH_MARGIN - 1)
     assert provider.token() == "token-1"
     assert len(credential.scopes) == 1
 
 
 def test_refreshes_five_minutes_before_expiry(
-    provider: TokenProvider, credential: FakeCredential, clock: Clock
+    provider: TokenProvider, credential: FakeCredential, clock: FakeClock
 ) -> None:
     assert REFRESH_MARGIN == 300
     provider.token()
-    clock.now += 3600 - 300
+    clock.advance(3600 - 300)
     assert provider.token() == "token-2"
     assert provider.token() == "token-2"
     assert len(credential.scopes) == 2
 
 
-def test_expired_token_is_refreshed(provider: TokenProvider, clock: Clock) -> None:
+def test_expired_token_is_refreshed(provider: TokenProvider, clock: FakeClock) -> None:
     provider.token()
-    clock.now += 10_000
+    clock.advance(10_000)
     assert provider.token() == "token-2"
 
 
-def test_short_lived_token_is_fetched_every_time(clock: Clock) -> None:
+def test_short_lived_token_is_fetched_every_time(clock: FakeClock) -> None:
     credential = FakeCredential(clock, lifetime=60)  # already inside the refresh margin
     provider = TokenProvider(credential, ORG, clock=clock)
     assert [provider.token() for _ in range(3)] == ["token-1", "token-2", "token-3"]
@@ -114,11 +107,11 @@ def test_credential_errors_become_auth_errors_without_secrets(
 
 
 def test_failure_after_a_cached_token_does_not_leak_it(
-    provider: TokenProvider, credential: FakeCredential, clock: Clock
+    provider: TokenProvider, credential: FakeCredential, clock: FakeClock
 ) -> None:
     credential.failure = None
     first = provider.token()
-    clock.now += 10_000
+    clock.advance(10_000)
     credential.failure = ValueError("boom")
     with pytest.raises(AuthError) as caught:
         provider.token()
@@ -133,8 +126,8 @@ def test_provider_recovers_after_a_failure(provider: TokenProvider, credential: 
     assert provider.token() == "token-2"
 
 
-def test_uses_the_wall_clock_by_default(credential: FakeCredential, clock: Clock) -> None:
-    clock.now = time.time()
+def test_uses_the_wall_clock_by_default(credential: FakeCredential, clock: FakeClock) -> None:
+    clock.advance(time.time() - clock.now().timestamp())
     provider = TokenProvider(credential, ORG)
     assert provider.token() == provider.token() == "token-1"
 

@@ -6,18 +6,32 @@ import random
 
 import pytest
 
-from hydration.dataverse.backoff import delay
+from hydration.dataverse.backoff import delay, floor
 
 
-@pytest.mark.parametrize("retry_after", [0.0, 1.0, 3.0, 7.5, 60.0, 300.0])
-@pytest.mark.parametrize("attempt", [1, 2, 10])
-def test_retry_after_is_honoured_exactly(attempt: int, retry_after: float) -> None:
+@pytest.mark.parametrize("retry_after", [3.0, 7.5, 60.0, 300.0])
+@pytest.mark.parametrize("attempt", [1, 2, 3])
+def test_retry_after_above_the_floor_is_honoured_exactly(attempt: int, retry_after: float) -> None:
     # not jittered, not capped: service protection counts on it
     assert delay(attempt, retry_after=retry_after, cap=30.0, rng=random.Random(1)) == retry_after
 
 
-def test_negative_retry_after_means_no_wait() -> None:
-    assert delay(1, retry_after=-5.0) == 0.0
+@pytest.mark.parametrize("retry_after", [0.0, 0.1, -5.0])
+@pytest.mark.parametrize(("attempt", "least"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (10, 15.0)])
+def test_a_short_retry_after_never_waits_less_than_the_floor(
+    attempt: int, least: float, retry_after: float
+) -> None:
+    assert floor(attempt) == least
+    assert delay(attempt, retry_after=retry_after) == least
+
+
+def test_retry_after_zero_on_every_attempt_still_backs_off() -> None:
+    waits = [delay(a, retry_after=0.0) for a in range(1, 5)]
+    assert waits == [0.5, 1.0, 2.0, 4.0]
+
+
+def test_a_huge_attempt_number_is_capped_not_an_overflow() -> None:
+    assert delay(100_000, cap=30.0, rng=random.Random(1)) <= 30.0
 
 
 @pytest.mark.parametrize("attempt", [1, 2, 3, 4, 5])

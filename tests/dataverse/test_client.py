@@ -1,27 +1,19 @@
 """The Web API client against a scripted fake ``requests.Session``: no network, no sleeps.
 
-The fake is injected through the constructor's ``session_factory``; ``sleep`` is injected to record
-waits. Each test scripts the answers (or connection errors) the session hands back, in order.
+The fakes are in ``fake_session``: the session comes through the constructor's ``session_factory`` and
+a recording ``FakeClock`` through ``clock``, so waits are recorded and the time never really passes.
 """
 
 from __future__ import annotations
 
-import json
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime
-from typing import Any
+from datetime import timedelta
 
 import pytest
 import requests
-from azure.core.credentials import AccessToken
-from requests.structures import CaseInsensitiveDict
 
 from hydration.dataverse.auth import TokenProvider
 from hydration.dataverse.batch import Part
-from hydration.dataverse.client import API_PATH, ClientSettings, DataverseClient
+from hydration.dataverse.client import MAX_CLOCK_SKEW, ClientSettings, DataverseClient
 from hydration.dataverse.errors import (
     AuthError,
     DataverseError,
@@ -32,138 +24,19 @@ from hydration.dataverse.errors import (
     UnsafeLinkError,
 )
 
-ORG = "https://org.crm.dynamics.com"
-API = ORG + API_PATH
-SERVER_TIME = datetime(2025, 3, 1, 12, 0, 0, tzinfo=UTC)
-GUID = "0f8fad5b-d9cb-469f-a165-70867728950e"
-
-
-# -- fakes -----------------------------------------------------------------------------------------
-
-
-def answer(
-    status: int = 200,
-    body: Any = None,
-    *,
-    headers: dict[str, str] | None = None,
-    date: datetime | None = SERVER_TIME,
-    url: str = API,
-) -> requests.Response:
-    """A ``requests.Response`` as the transport would build it."""
-    response = requests.Response()
-    response.status_code = status
-    if isinstance(body, bytes):
-        response._content = body
-    else:
-        response._content = b"" if body is None else json.dumps(body).encode("utf-8")
-    all_headers: dict[str, str] = {}
-    if body is not None and not isinstance(body, bytes):
-        all_headers["Content-Type"] = "application/json; odata.metadata=minimal"
-    if date is not None:
-        all_headers["Date"] = format_datetime(date, usegmt=True)
-    all_headers.update(headers or {})
-    response.headers = CaseInsensitiveDict(all_headers)
-    response.url = url
-    response.encoding = "utf-8"
-    return response
-
-
-def error(
-    status: int, code: str = "0x80040217", message: str = "it went wrong", **headers: str
-) -> requests.Response:
-    return answer(status, {"error": {"code": code, "message": message}}, headers=headers)
-
-
-Script = requests.Response | Exception
-
-
-@dataclass
-class Sent:
-    method: str
-    url: str
-    kwargs: dict[str, Any]
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return dict(self.kwargs.get("headers") or {})
-
-
-class FakeSession(requests.Session):
-    """Hands out scripted answers in order and records every request; never opens a socket."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.script: list[Script] = []
-        self.sent: list[Sent] = []
-
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
-        assert not args, "the client passes everything by keyword"
-        self.sent.append(Sent(str(method), str(url), kwargs))
-        if not self.script:
-            raise AssertionError(f"unscripted request {method!r} {url!r}")
-        item = self.script.pop(0)
-        if isinstance(item, Exception):
-            raise item
-        return item
-
-
-@dataclass
-class Credential:
-    """Numbered tokens, so a test can tell a refreshed one from the first."""
-
-    calls: int = 0
-
-    def get_token(self, *scopes: str) -> AccessToken:
-        self.calls += 1
-        return AccessToken(f"token-{self.calls}", int(time.time()) + 3600)
-
-
-@dataclass
-class Sleeps:
-    waits: list[float] = field(default_factory=list)
-
-    def __call__(self, seconds: float) -> None:
-        self.waits.append(seconds)
-
-
-@dataclass
-class Setup:
-    client: DataverseClient
-    session: FakeSession
-    credential: Credential
-    sleeps: Sleeps
-
-    def script(self, *items: Script) -> None:
-        self.session.script.extend(items)
-
-    @property
-    def sent(self) -> list[Sent]:
-        return self.session.sent
-
-
-Make = Callable[..., Setup]
-
-
-@pytest.fixture
-def make() -> Make:
-    def build(settings: ClientSettings | None = None, organization_url: str = ORG) -> Setup:
-        session, credential, sleeps = FakeSession(), Credential(), Sleeps()
-        client = DataverseClient(
-            organization_url=organization_url,
-            tokens=TokenProvider(credential, organization_url),
-            settings=settings,
-            sleep=sleeps,
-            session_factory=lambda: session,
-        )
-        return Setup(client, session, credential, sleeps)
-
-    return build
-
-
-@pytest.fixture
-def fake(make: Make) -> Setup:
-    return make()
-
+from .fake_session import (
+    API,
+    GUID,
+    ORG,
+    SERVER_TIME,
+    Credential,
+    FakeSession,
+    Make,
+    RecordingClock,
+    Setup,
+    answer,
+    error,
+)
 
 # -- requests and headers --------------------------------------------------------------------------
 
@@ -196,10 +69,20 @@ def test_relative_paths_resolve_against_the_api_root(fake: Setup, path: str) -> 
     assert fake.sent[0].kwargs["json"] == {"a": 1}
 
 
-def test_organization_url_path_is_dropped(make: Make) -> None:
-    setup = make(organization_url="https://org.crm.dynamics.com/main.aspx?appid=1")
+def test_organization_url_is_normalised(make: Make) -> None:
+    setup = make(organization_url="HTTPS://Org.CRM.dynamics.com:443/")
     assert setup.client.organization_url == ORG
     assert setup.client.api_url == API
+
+
+@pytest.mark.parametrize(
+    "url", ["https://org.crm.dynamics.com/main.aspx?appid=1", "https://user:pw@org.crm.dynamics.com"]
+)
+def test_an_organization_url_with_more_than_an_origin_is_refused(make: Make, url: str) -> None:
+    with pytest.raises(ValueError, match="not an organization URL") as caught:
+        make(organization_url=url)
+    assert "pw" not in str(caught.value)
+    assert "appid" not in str(caught.value)
 
 
 def test_timeout_comes_from_settings(make: Make) -> None:
@@ -227,7 +110,10 @@ def test_session_is_made_once_per_thread(make: Make) -> None:
         return session
 
     client = DataverseClient(
-        organization_url=ORG, tokens=TokenProvider(Credential(), ORG), sleep=Sleeps(), session_factory=factory
+        organization_url=ORG,
+        tokens=TokenProvider(Credential(), ORG),
+        clock=RecordingClock(),
+        session_factory=factory,
     )
     client.get_json("a", kind="read")
     client.get_json("b", kind="read")
@@ -245,7 +131,7 @@ def test_200_is_returned(fake: Setup) -> None:
     assert response.json() == {"UserId": GUID}
     assert fake.client.counters.requests == 1
     assert fake.client.counters.by_kind == {"whoami": 1}
-    assert fake.sleeps.waits == []
+    assert fake.clock.waits == []
 
 
 def test_get_json_of_a_non_json_answer_is_transient(fake: Setup) -> None:
@@ -267,7 +153,7 @@ def test_503_then_200_is_retried_once_with_backoff(fake: Setup) -> None:
     fake.script(error(503), answer(200, {"ok": True}))
     assert fake.client.get_json("contacts", kind="read") == {"ok": True}
     assert len(fake.sent) == 2
-    (wait,) = fake.sleeps.waits
+    (wait,) = fake.clock.waits
     assert 0.5 <= wait <= 1.0  # the first backoff step, jittered
     assert fake.client.counters.retries == 1
     assert fake.client.counters.requests == 2
@@ -277,7 +163,7 @@ def test_503_then_200_is_retried_once_with_backoff(fake: Setup) -> None:
 def test_transient_retry_after_is_honoured(fake: Setup) -> None:
     fake.script(error(503, **{"Retry-After": "2"}), answer(200, {}))
     fake.client.get_json("contacts", kind="read")
-    assert fake.sleeps.waits == [2.0]
+    assert fake.clock.waits == [2.0]
 
 
 @pytest.mark.parametrize("status", [500, 502, 504, 408])
@@ -295,9 +181,9 @@ def test_transient_beyond_max_retries_raises(make: Make) -> None:
     assert caught.value.status == 503
     assert caught.value.code == "0x80044151"
     assert len(setup.sent) == 3
-    assert len(setup.sleeps.waits) == 2
-    assert setup.sleeps.waits[0] <= 1.0
-    assert 1.0 <= setup.sleeps.waits[1] <= 2.0  # exponential
+    assert len(setup.clock.waits) == 2
+    assert setup.clock.waits[0] <= 1.0
+    assert 1.0 <= setup.clock.waits[1] <= 2.0  # exponential
 
 
 def test_default_max_retries(fake: Setup) -> None:
@@ -311,7 +197,7 @@ def test_default_max_retries(fake: Setup) -> None:
 def test_connection_error_is_retried(fake: Setup, failure: Exception) -> None:
     fake.script(failure, answer(200, {"ok": 1}))
     assert fake.client.get_json("contacts", kind="read") == {"ok": 1}
-    assert len(fake.sleeps.waits) == 1
+    assert len(fake.clock.waits) == 1
     assert fake.client.counters.requests == 1  # only answers are counted
 
 
@@ -322,7 +208,7 @@ def test_connection_errors_beyond_max_retries_raise_transient(make: Make) -> Non
         setup.client.get_json("contacts", kind="read")
     assert "secret-ish" not in str(caught.value)
     assert len(setup.sent) == 4
-    assert len(setup.sleeps.waits) == 3
+    assert len(setup.clock.waits) == 3
 
 
 # -- throttling ------------------------------------------------------------------------------------
@@ -333,23 +219,32 @@ def test_short_429_is_waited_out_exactly(fake: Setup) -> None:
         error(429, "0x80072322", "Number of requests exceeded", **{"Retry-After": "3"}), answer(200, {})
     )
     fake.client.get_json("contacts", kind="read")
-    assert fake.sleeps.waits == [3.0]
+    assert fake.clock.waits == [3.0]
     assert fake.client.counters.throttled == 1
     assert fake.client.counters.throttled_seconds == 3.0
     assert fake.client.counters.retries == 1
     assert len(fake.sent) == 2
 
 
+def test_429_with_retry_after_zero_still_backs_off_between_attempts(fake: Setup) -> None:
+    fake.script(*[error(429, "0x80072322", **{"Retry-After": "0"}) for _ in range(5)])
+    with pytest.raises(ThrottledError):
+        fake.client.get_json("contacts", kind="read")
+    assert len(fake.sent) == 1 + ClientSettings().max_retries
+    assert fake.clock.waits == [0.5, 1.0, 2.0, 4.0]  # never back to back: the exponential floor
+    assert fake.client.counters.throttled_seconds == 7.5
+
+
 def test_429_without_retry_after_waits_five_seconds(fake: Setup) -> None:
     fake.script(error(429), answer(200, {}))
     fake.client.get_json("contacts", kind="read")
-    assert fake.sleeps.waits == [5.0]
+    assert fake.clock.waits == [5.0]
 
 
 def test_429_at_the_inline_limit_is_waited(fake: Setup) -> None:
     fake.script(error(429, **{"Retry-After": "20"}), answer(200, {}))
     fake.client.get_json("contacts", kind="read")
-    assert fake.sleeps.waits == [20.0]
+    assert fake.clock.waits == [20.0]
 
 
 def test_long_429_raises_without_sleeping(fake: Setup) -> None:
@@ -358,7 +253,7 @@ def test_long_429_raises_without_sleeping(fake: Setup) -> None:
         fake.client.get_json("contacts", kind="read")
     assert caught.value.retry_after == 60.0
     assert caught.value.code == "0x80072321"
-    assert fake.sleeps.waits == []
+    assert fake.clock.waits == []
     assert len(fake.sent) == 1
     assert fake.client.counters.throttled == 0
 
@@ -368,7 +263,7 @@ def test_inline_throttle_limit_is_a_setting(make: Make) -> None:
     setup.script(error(429, **{"Retry-After": "3"}))
     with pytest.raises(ThrottledError):
         setup.client.get_json("contacts", kind="read")
-    assert setup.sleeps.waits == []
+    assert setup.clock.waits == []
 
 
 def test_throttling_beyond_max_retries_raises_throttled(make: Make) -> None:
@@ -377,7 +272,7 @@ def test_throttling_beyond_max_retries_raises_throttled(make: Make) -> None:
     with pytest.raises(ThrottledError) as caught:
         setup.client.get_json("contacts", kind="read")
     assert caught.value.retry_after == 1.0
-    assert setup.sleeps.waits == [1.0, 1.0]
+    assert setup.clock.waits == [1.0, 1.0]
     assert setup.client.counters.throttled_seconds == 2.0
 
 
@@ -389,7 +284,7 @@ def test_401_once_refreshes_the_token_and_retries(fake: Setup) -> None:
     assert fake.client.get_json("contacts", kind="read") == {"ok": True}
     assert [s.headers["Authorization"] for s in fake.sent] == ["Bearer token-1", "Bearer token-2"]
     assert fake.credential.calls == 2
-    assert fake.sleeps.waits == []
+    assert fake.clock.waits == []
 
 
 def test_401_twice_is_an_auth_error(fake: Setup) -> None:
@@ -398,7 +293,7 @@ def test_401_twice_is_an_auth_error(fake: Setup) -> None:
         fake.client.get_json("contacts", kind="read")
     assert caught.value.status == 401
     assert len(fake.sent) == 2
-    assert fake.sleeps.waits == []
+    assert fake.clock.waits == []
     assert "token-" not in str(caught.value)
 
 
@@ -420,7 +315,7 @@ def test_404_is_not_found_without_retry(fake: Setup) -> None:
     assert caught.value.status == 404
     assert caught.value.code == "0x80060888"
     assert len(fake.sent) == 1
-    assert fake.sleeps.waits == []
+    assert fake.clock.waits == []
     assert fake.client.counters.retries == 0
 
 
@@ -446,12 +341,11 @@ def test_a_redirect_is_not_a_success(fake: Setup, status: int) -> None:
 
 def test_server_now_follows_the_date_header(fake: Setup) -> None:
     fake.script(answer(200, {}))
-    before = time.monotonic()
     fake.client.get_json("contacts", kind="read")
-    now = fake.client.server_now()
-    elapsed = time.monotonic() - before
-    assert SERVER_TIME <= now <= SERVER_TIME + timedelta(seconds=elapsed)
-    assert now.tzinfo is not None
+    assert fake.client.server_now() == SERVER_TIME
+    fake.clock.advance(7.5)
+    assert fake.client.server_now() == SERVER_TIME + timedelta(seconds=7.5)
+    assert fake.client.server_now().tzinfo is not None
     assert len(fake.sent) == 1  # recent enough: no WhoAmI
 
 
@@ -494,6 +388,43 @@ def test_unparsable_date_is_ignored(fake: Setup) -> None:
     fake.client.get_json("b", kind="read")
     now = fake.client.server_now()
     assert SERVER_TIME <= now < SERVER_TIME + timedelta(seconds=5)
+
+
+def test_a_date_far_ahead_of_the_host_clock_is_ignored_and_logged(
+    make: Make, caplog: pytest.LogCaptureFixture
+) -> None:
+    host = SERVER_TIME + timedelta(minutes=1)
+    setup = make(clock=RecordingClock(host))
+    year_ahead = host + timedelta(days=365)
+    setup.script(answer(200, {}), answer(200, {"UserId": GUID}, date=year_ahead))
+    setup.client.get_json("contacts", kind="read")
+    setup.clock.advance(61)
+    with caplog.at_level("WARNING", logger="hydration.dataverse.client"):
+        now = setup.client.server_now()  # too old: asks WhoAmI, whose Date is a year ahead
+    assert now == SERVER_TIME + timedelta(seconds=61)  # the earlier reading, moved on by the host
+    assert "ahead of this host's clock" in caplog.text
+
+
+def test_only_a_future_date_answers_give_no_server_time(make: Make) -> None:
+    setup = make(clock=RecordingClock(SERVER_TIME))
+    setup.script(answer(200, {"UserId": GUID}, date=SERVER_TIME + timedelta(minutes=6)))
+    with pytest.raises(TransientError, match="no usable Date"):
+        setup.client.server_now()
+
+
+def test_the_local_emulator_may_be_ahead_of_the_host(make: Make) -> None:
+    # its control API moves its clock on purpose (to let mapping changes settle without waiting)
+    setup = make(organization_url="http://127.0.0.1:8765", clock=RecordingClock(SERVER_TIME))
+    ahead = SERVER_TIME + timedelta(hours=2)
+    setup.script(answer(200, {"UserId": GUID}, date=ahead))
+    assert setup.client.server_now() == ahead
+
+
+def test_a_date_within_the_allowed_skew_is_used(make: Make) -> None:
+    setup = make(clock=RecordingClock(SERVER_TIME))
+    ahead = SERVER_TIME + MAX_CLOCK_SKEW - timedelta(seconds=1)
+    setup.script(answer(200, {"UserId": GUID}, date=ahead))
+    assert setup.client.server_now() == ahead
 
 
 def test_server_now_without_a_date_header_is_transient(fake: Setup) -> None:

@@ -13,11 +13,11 @@ from hydration.dataverse.errors import (
     DataverseError,
     FatalError,
     NotFoundError,
-    Outcome,
     RequestError,
     RetriableError,
     ThrottledError,
     TransientError,
+    Verdict,
     classify,
     error_details,
     parse_retry_after,
@@ -38,7 +38,7 @@ def error_body(code: str = "0x80040217", message: str = "contact With Id = x Doe
 @pytest.mark.parametrize("status", [200, 201, 204])
 def test_success_is_ok(status: int) -> None:
     result = classify(status, headers(), b"")
-    assert result == Classified(Outcome.OK, status)
+    assert result == Classified(Verdict.OK, status)
 
 
 # -- throttling ------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def test_success_is_ok(status: int) -> None:
 
 def test_429_with_retry_after() -> None:
     result = classify(429, headers(Retry_After="7"), error_body("0x80072322", "Number of requests exceeded"))
-    assert result.outcome is Outcome.THROTTLED
+    assert result.verdict is Verdict.THROTTLED
     assert result.retry_after == 7.0
     assert result.code == "0x80072322"
     error = result.error()
@@ -63,7 +63,7 @@ def test_retry_after_header_name_is_case_insensitive() -> None:
 
 def test_429_without_retry_after_waits_five_seconds() -> None:
     result = classify(429, headers(), b"")
-    assert result.outcome is Outcome.THROTTLED
+    assert result.verdict is Verdict.THROTTLED
     assert result.retry_after == 5.0
     error = result.error()
     assert isinstance(error, ThrottledError)
@@ -96,7 +96,7 @@ def test_parse_retry_after_refuses_negative() -> None:
 @pytest.mark.parametrize("status", [500, 502, 503, 504, 408])
 def test_transient_statuses(status: int) -> None:
     result = classify(status, headers(), b"<html>Service Unavailable</html>")
-    assert result.outcome is Outcome.TRANSIENT
+    assert result.verdict is Verdict.TRANSIENT
     assert result.retry_after is None
     error = result.error()
     assert type(error) is TransientError
@@ -127,7 +127,7 @@ def test_transient_keeps_a_retry_after() -> None:
 )
 def test_fatal_statuses(status: int, kind: type[FatalError]) -> None:
     result = classify(status, headers(Retry_After="3"), error_body())
-    assert result.outcome is Outcome.FATAL
+    assert result.verdict is Verdict.FATAL
     assert result.retry_after is None
     error = result.error()
     assert type(error) is kind

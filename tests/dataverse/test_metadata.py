@@ -23,7 +23,7 @@ from hydration.dataverse.metadata import (
     provision,
 )
 
-from .conftest import ClockSleep, Recorder
+from .conftest import EmulatorClock, Recorder
 
 CID_ATTRIBUTE = "msdynci_lookupfield_customerprofile"
 CID_NAVIGATION = "msdynci_LookupField_CustomerProfile"
@@ -37,8 +37,8 @@ CASCADES = ("Assign", "Delete", "Merge", "Reparent", "Share", "Unshare")
 
 
 @pytest.fixture
-def metadata(client: DataverseClient, clock_sleep: ClockSleep) -> Metadata:
-    return Metadata(client, sleep=clock_sleep)
+def metadata(client: DataverseClient, emulator_clock: EmulatorClock) -> Metadata:
+    return Metadata(client, clock=emulator_clock)
 
 
 def created_relationships(control: EmulatorClient) -> int:
@@ -371,7 +371,7 @@ def test_waits_until_new_metadata_is_visible(
     metadata: Metadata,
     client: DataverseClient,
     control: EmulatorClient,
-    clock_sleep: ClockSleep,
+    emulator_clock: EmulatorClock,
     recorder: Recorder,
 ) -> None:
     control.modes(metadata_delay_seconds=120)
@@ -381,25 +381,25 @@ def test_waits_until_new_metadata_is_visible(
     assert info.created
     assert info.partition_column == f"{CID_ATTRIBUTE}pid"
     assert any(s.headers.get("Consistency") == "Strong" for s in recorder.sent)
-    assert 120 <= sum(clock_sleep.pauses) <= 300
-    assert len(clock_sleep.pauses) < 12
+    assert 120 <= sum(emulator_clock.pauses) <= 300
+    assert len(emulator_clock.pauses) < 12
     bind_and_read(client, control, info)
 
 
 @pytest.mark.integration
 def test_times_out_when_new_metadata_stays_invisible(
-    client: DataverseClient, control: EmulatorClient, clock_sleep: ClockSleep
+    client: DataverseClient, control: EmulatorClient, emulator_clock: EmulatorClock
 ) -> None:
     control.modes(metadata_delay_seconds=120)
-    clock_sleep.advance = False
-    metadata = Metadata(client, sleep=clock_sleep, visibility_timeout=30)
+    emulator_clock.moves_emulator = False
+    metadata = Metadata(client, clock=emulator_clock, visibility_timeout=30)
 
     with pytest.raises(LookupNotVisibleError) as caught:
         metadata.ensure_lookup("contact", LookupSpec(), allow_create=True)
 
     assert isinstance(caught.value, RetriableError)
     assert caught.value.created
-    assert sum(clock_sleep.pauses) == pytest.approx(30)
+    assert sum(emulator_clock.pauses) == pytest.approx(30)
 
     # The queue's retry, once the metadata has spread: the lookup is found, not created again.
     control.advance_clock(120)
@@ -410,7 +410,7 @@ def test_times_out_when_new_metadata_stays_invisible(
 
 @pytest.mark.integration
 def test_a_lookup_made_moments_ago_is_awaited_not_reported_missing(
-    metadata: Metadata, control: EmulatorClient, clock_sleep: ClockSleep
+    metadata: Metadata, control: EmulatorClient, emulator_clock: EmulatorClock
 ) -> None:
     control.modes(metadata_delay_seconds=60)
     raw_relationship(
@@ -424,7 +424,7 @@ def test_a_lookup_made_moments_ago_is_awaited_not_reported_missing(
     info = metadata.ensure_lookup("contact", LookupSpec(), allow_create=False)
 
     assert not info.created
-    assert sum(clock_sleep.pauses) >= 60
+    assert sum(emulator_clock.pauses) >= 60
 
 
 @pytest.mark.integration

@@ -18,7 +18,7 @@ import requests
 
 from dataverse_emulator.client import EmulatorClient
 from hydration.checkpoints import Checkpoint
-from hydration.clock import SYSTEM_CLOCK, Clock
+from hydration.clock import SYSTEM_CLOCK, Clock, FakeClock
 from hydration.dataverse.auth import DevelopmentToken, TokenProvider
 from hydration.dataverse.client import ClientSettings, DataverseClient
 from hydration.dataverse.metadata import Metadata
@@ -139,7 +139,7 @@ class Harness:
             link=link or LinkSettings(page_size=1000, write_batch=200, step_pages=1),
             **settings,
         )
-        self.metadata = Metadata(self.client, sleep=lambda s: None)
+        self.metadata = Metadata(self.client, clock=FakeClock())
         self.write_clients = [
             DataverseClient(organization_url=org, tokens=TokenProvider(DevelopmentToken(org, user), org))
             for user in write_users

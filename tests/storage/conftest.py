@@ -28,7 +28,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex[:16]}"
 
 
-class FakeClock:
+class ManualClock:
     """A monotonic clock that only moves when told; ``sleep`` moves it."""
 
     def __init__(self, start: float = 1000.0) -> None:
@@ -112,7 +112,7 @@ class QueuesEnv:
 @pytest.fixture(params=IMPLEMENTATIONS)
 def queues(request: pytest.FixtureRequest) -> QueuesEnv:
     if request.param == "memory":
-        clock = FakeClock()
+        clock = ManualClock()
 
         def make_memory() -> TaskQueue:
             return MemoryTaskQueue(clock, name=unique("q-"))

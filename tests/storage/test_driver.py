@@ -11,7 +11,7 @@ import pytest
 
 from hydration.storage import Delivery, DeliveryOutcome, DrainStats, MemoryTaskQueue, QueueDriver
 from hydration.storage.queues import TaskQueue
-from tests.storage.conftest import FakeClock, QueuesEnv
+from tests.storage.conftest import ManualClock, QueuesEnv
 
 
 class DriverClock:
@@ -211,7 +211,7 @@ def test_a_handler_chain_of_continuations_is_drained(queues: QueuesEnv) -> None:
 
 
 def test_a_lease_lost_during_the_handler_is_logged_not_raised(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue, poison = MemoryTaskQueue(clock, name="work"), MemoryTaskQueue(clock, name="work-poison")
 
     def slow(delivery: Delivery) -> None:
@@ -227,7 +227,7 @@ def test_a_lease_lost_during_the_handler_is_logged_not_raised(caplog: pytest.Log
 
 
 def test_a_failing_on_poison_does_not_stop_the_driver(caplog: pytest.LogCaptureFixture) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue, poison = MemoryTaskQueue(clock, name="work"), MemoryTaskQueue(clock, name="work-poison")
 
     def broken(delivery: Delivery, reason: str) -> None:
@@ -246,7 +246,7 @@ def test_a_failing_on_poison_does_not_stop_the_driver(caplog: pytest.LogCaptureF
     [{"max_dequeue_count": 0}, {"visibility_timeout": -1}, {"lease_seconds": 0}, {"lease_seconds": 10**7}],
 )
 def test_invalid_settings_are_refused(kwargs: dict[str, int]) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     queue = MemoryTaskQueue(clock)
     with pytest.raises(ValueError, match="must be"):
         QueueDriver(queue, queue, Recorder(), **kwargs)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from hydration.storage import (
     poison_queue_name,
 )
 from hydration.storage.queues import MAX_PAYLOAD_BYTES, Received, TaskQueue, decode_body, encode_text
-from tests.storage.conftest import FakeClock, QueuesEnv, unique
+from tests.storage.conftest import ManualClock, QueuesEnv, unique
 
 
 def b64(text: str) -> str:
@@ -139,7 +139,8 @@ def test_clear_and_count(queues: QueuesEnv) -> None:
     "call",
     [
         lambda queue: queue.send("x", delay_seconds=-1),
-        lambda queue: queue.send("x", delay_seconds=7 * 24 * 3600 + 1),
+        lambda queue: queue.send("x", delay_seconds=1.5),
+        lambda queue: queue.send("x", delay_seconds=True),
         lambda queue: queue.receive(visibility_timeout=0),
         lambda queue: queue.receive(visibility_timeout=7 * 24 * 3600 + 1),
         lambda queue: queue.release(Received("id", "receipt", "x", 1, "eA=="), delay_seconds=-1),
@@ -149,6 +150,35 @@ def test_out_of_range_times_are_refused(queues: QueuesEnv, call: Callable[[TaskQ
     queue = queues.make()
     with pytest.raises(ValueError, match="seconds"):
         call(queue)
+
+
+@pytest.mark.parametrize("delay", [7 * 24 * 3600 + 1, 10**7, 10**12])
+def test_a_delay_beyond_seven_days_is_clamped_not_refused(queues: QueuesEnv, delay: int) -> None:
+    # a Retry-After of weeks once made the throttle path raise ValueError and lose the step
+    queue = queues.make()
+    queue.send("much later", delay_seconds=delay)
+    assert queue.receive(visibility_timeout=1) is None
+    assert queue.approximate_count() == 1
+
+
+def test_a_release_beyond_seven_days_is_clamped(queues: QueuesEnv) -> None:
+    queue = queues.make()
+    queue.send("x")
+    message = queue.receive(visibility_timeout=30)
+    assert message is not None
+    queue.release(message, delay_seconds=10**9)
+    assert queue.receive(visibility_timeout=1) is None
+    assert queue.approximate_count() == 1
+
+
+def test_a_clamped_delay_ends_at_seven_days() -> None:
+    clock = ManualClock()
+    queue = MemoryTaskQueue(clock, name="tasks")
+    queue.send("x", delay_seconds=10**9)
+    clock.sleep(7 * 24 * 3600 - 1)
+    assert queue.receive(visibility_timeout=1) is None
+    clock.sleep(1)
+    assert queue.receive(visibility_timeout=1) is not None
 
 
 def test_the_longest_delay_is_accepted(queues: QueuesEnv) -> None:
@@ -161,7 +191,7 @@ def test_the_longest_delay_is_accepted(queues: QueuesEnv) -> None:
 @pytest.mark.parametrize("name", ["ab", "Upper", "-lead", "trail-", "dou--ble", "under_score", "a" * 64])
 def test_invalid_queue_names_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="queue name"):
-        MemoryTaskQueue(FakeClock(), name=name)
+        MemoryTaskQueue(ManualClock(), name=name)
     with pytest.raises(ValueError, match="queue name"):
         AzureTaskQueue.from_connection_string("UseDevelopmentStorage=true", name)
 

@@ -12,11 +12,12 @@ from devtools.azurite import Azurite
 from hydration.storage import (
     AzureStateTables,
     ConflictError,
-    InvalidKeyError,
+    InvalidStorageKeyError,
     MemoryStateTables,
     StorageUnavailableError,
 )
-from hydration.storage.tables import PAGE_SIZE, StateTables, validate_table_name
+from hydration.storage.entities import validate_table_name
+from hydration.storage.tables import PAGE_SIZE, StateTables
 from tests.storage.conftest import TablesEnv, unique
 
 # --- ETags, claims, deletes ------------------------------------------------------------------------
@@ -229,12 +230,12 @@ def test_invalid_keys_are_refused(tables: StateTables, table: str, bad: str) -> 
         lambda: tables.query(table, bad),
         lambda: tables.delete_partition(table, bad),
     ):
-        with pytest.raises(InvalidKeyError):
+        with pytest.raises(InvalidStorageKeyError):
             call()
 
 
 def test_invalid_key_error_is_a_value_error() -> None:
-    assert issubclass(InvalidKeyError, ValueError)
+    assert issubclass(InvalidStorageKeyError, ValueError)
 
 
 @pytest.mark.parametrize("key", ["a" * 512, "😀" * 256, "", "it's % + & = ; : @ , $ é", "space in key"])
