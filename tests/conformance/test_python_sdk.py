@@ -203,3 +203,34 @@ def test_a_429_is_raised_with_its_retry_after_and_not_retried(
     assert again is not None
     assert again["contactid"] == contact
     assert control.faults()["fired"] == [1]
+
+
+def test_the_sdk_lower_cases_a_navigation_property_set_to_null(
+    tls_server: EmulatorServer, control: EmulatorClient, web: WebApi
+) -> None:
+    """With a mixed-case navigation property, a bind keeps its case but ``{nav: None}`` is lower-cased.
+
+    The SDK lower-cases every payload key without ``@odata.``, so clearing a lookup by its navigation
+    property reaches the service as the lookup column's name, which is not writable: the emulator
+    answers the 400 Dataverse gives for an invalid property, and the link stays.
+    """
+    mixed = "msdynci_LookupField_CustomerProfile"
+    control.reset(
+        contacts=CONTACTS,
+        leads=0,
+        seed=2,
+        modes={"cid_lookup": "present", "cid_lookup_navigation_property": mixed},
+    )
+    profile = web.get("msdynci_customerprofiles?$select=msdynci_customerprofileid&$top=1").json()["value"][0]
+    profile_id = profile["msdynci_customerprofileid"]
+    contact = contact_ids(web)[0]
+    with DataverseClient(tls_server.base_url, StaticCredential()) as client:
+        client.records.update(
+            "contact", contact, {f"{mixed}@odata.bind": f"/msdynci_customerprofiles({profile_id})"}
+        )
+        assert row(web, "contacts", contact)[VALUE] == profile_id
+        with pytest.raises(HttpError) as refused:
+            client.records.update("contact", contact, {mixed: None})
+    assert refused.value.status_code == 400
+    assert "Invalid property 'msdynci_lookupfield_customerprofile'" in str(refused.value)
+    assert row(web, "contacts", contact)[VALUE] == profile_id
