@@ -132,3 +132,30 @@ def test_fullname_is_composed_from_first_and_last_names(api: WebApi) -> None:
     lead = api.post("leads", json={"lastname": "Lamarr", "firstname": "Hedy"})
     lead_key = lead.headers["OData-EntityId"].rsplit("(", 1)[1].rstrip(")")
     assert api.get(f"leads({lead_key})/fullname").json()["value"] == "Hedy Lamarr"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "contacts({key})/msdynci_lookupfield_customerprofile", 400),
+        ("GET", "contacts({key})/msdynci_lookupfield_customerprofile/$ref", 404),
+        ("GET", "contacts?$apply=groupby((statecode))", 400),
+        ("GET", "contacts?$search=ada", 400),
+        ("GET", "contacts?fetchXml=%3Cfetch/%3E", 400),
+        ("GET", "$metadata", 404),
+        ("GET", "GlobalOptionSetDefinitions", 404),
+        ("POST", "EntityDefinitions", 404),
+        ("POST", "contacts({key})/Microsoft.Dynamics.CRM.Merge", 404),
+        ("GET", "contacts?$expand=msdynci_lookupfield_customerprofile", 400),
+        ("GET", "msdynci_customerprofiles?partitionId='p'", 400),
+    ],
+)
+def test_unimplemented_forms_answer_the_documented_error_shape(
+    emulator: EmulatorClient, api: WebApi, method: str, path: str, status: int
+) -> None:
+    """What the emulator does not implement (docs/emulator.md lists it) is a 400 or 404, never a 500."""
+    emulator.reset(contacts=5, leads=0, seed=1, modes={"cid_lookup": "present"})
+    key = first_contact(api)["contactid"]
+    answer = error(api.request(method, path.format(key=key), json={} if method == "POST" else None))
+    assert answer[0] == status
+    assert answer[1].startswith("0x")
