@@ -29,6 +29,7 @@ _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("PUT", re.compile(rf"^({_NAME}){_KEY}/({_NAME})/\$ref$"), "associate"),
     ("POST", re.compile(rf"^({_NAME}){_KEY}/({_NAME})/\$ref$"), "associate"),
     ("DELETE", re.compile(rf"^({_NAME}){_KEY}/({_NAME})(?:{_KEY})?/\$ref$"), "disassociate"),
+    ("GET", re.compile(rf"^({_NAME}){_KEY}/({_NAME})/\$ref$"), "read_reference"),
     ("GET", re.compile(rf"^({_NAME}){_KEY}/({_NAME})(/\$value)?$"), "property"),
     ("PUT", re.compile(rf"^({_NAME}){_KEY}/({_NAME})$"), "write_property"),
     ("DELETE", re.compile(rf"^({_NAME}){_KEY}/({_NAME})$"), "write_property"),

@@ -16,6 +16,7 @@ from .errors import ApiError, bad_request
 from .exchange import ODATA_HEADERS, ApiRequest, ApiResponse, json_response, no_content
 from .organization import Organization
 from .query import find_row, readable, unknown_property
+from .references import collection_navigation
 from .rows import stored_column, to_json_value
 from .schema import Attribute, AttributeType, Entity
 from .writes import IGNORED_ON_WRITE, write_row
@@ -23,9 +24,14 @@ from .writes import IGNORED_ON_WRITE, write_row
 
 def _attribute(org: Organization, entity: Entity, name: str) -> Attribute:
     found = readable(org, entity, org.clock.now()).get(name)
-    if found is None:
-        raise ApiError(400, "0x80060888", unknown_property(entity, name).message)
-    return found
+    if found is not None:
+        return found
+    if org.catalog.navigation(entity, name, org.clock.now()) or collection_navigation(org, entity, name):
+        raise bad_request(
+            f"The emulator does not implement reading the navigation property '{name}'; "
+            "select _<lookup>_value instead, or query the related table."
+        )
+    raise ApiError(400, "0x80060888", unknown_property(entity, name).message)
 
 
 def get_property(

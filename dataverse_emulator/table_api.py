@@ -171,6 +171,13 @@ def _disassociate(
     return no_content()
 
 
+def _read_reference(
+    org: Organization, entity: Entity, request: ApiRequest, parts: tuple[str, ...]
+) -> ApiResponse:
+    """``GET …/<nav>/$ref`` is not implemented: a 400 in the documented shape, as docs/emulator.md says."""
+    raise bad_request(f"The emulator does not implement reading a reference ('{parts[2]}/$ref').")
+
+
 def _property(org: Organization, entity: Entity, request: ApiRequest, parts: tuple[str, ...]) -> ApiResponse:
     key = row_key(entity, request, parts[1])
     return get_property(org, entity, key, parts[2], bool(parts[3]), request)
@@ -201,6 +208,7 @@ _HANDLERS: dict[str, Handler] = {
     "delete": _delete,
     "associate": _associate,
     "disassociate": _disassociate,
+    "read_reference": _read_reference,
     "property": _property,
     "write_property": _write_property,
 }

@@ -138,7 +138,7 @@ def test_fullname_is_composed_from_first_and_last_names(api: WebApi) -> None:
     ("method", "path", "status"),
     [
         ("GET", "contacts({key})/msdynci_lookupfield_customerprofile", 400),
-        ("GET", "contacts({key})/msdynci_lookupfield_customerprofile/$ref", 404),
+        ("GET", "contacts({key})/msdynci_lookupfield_customerprofile/$ref", 400),
         ("GET", "contacts?$apply=groupby((statecode))", 400),
         ("GET", "contacts?$search=ada", 400),
         ("GET", "contacts?fetchXml=%3Cfetch/%3E", 400),
