@@ -144,14 +144,9 @@ def _entities(org: Organization, request: ApiRequest) -> dict[str, Any]:
     return {"@odata.context": f"{request.base_url}$metadata#EntityDefinitions", "value": value}
 
 
-def _attribute_record(
-    entity: Entity, attribute: Attribute, wanted: dict[str, list[str] | None]
-) -> dict[str, Any]:
-    return {
-        **attribute_json(entity, attribute),
-        **derived_json(entity, attribute),
-        **expanded(entity, attribute, wanted),
-    }
+def _attribute_record(entity: Entity, attribute: Attribute) -> dict[str, Any]:
+    """An attribute with the properties of its own (derived) type; option sets come with ``$expand``."""
+    return {**attribute_json(entity, attribute), **derived_json(entity, attribute)}
 
 
 def _attributes(org: Organization, request: ApiRequest, entity: Entity, path: MetadataPath) -> dict[str, Any]:
@@ -170,10 +165,10 @@ def _attributes(org: Organization, request: ApiRequest, entity: Entity, path: Me
     if path.child_key:
         attribute = _one_attribute(entity, visible, path.child_key, cast)
         check_options(request, {"$select", "$expand"})
-        body = single(_attribute_record(entity, attribute, wanted), request, declared, type_name)
-        return {"@odata.context": f"{context}/$entity", **body}
+        body = single(_attribute_record(entity, attribute), request, declared, type_name)
+        return {"@odata.context": f"{context}/$entity", **body, **expanded(entity, attribute, wanted)}
     check_options(request, {"$select", "$filter", "$expand"})
-    records = [_attribute_record(entity, a, {}) for a in visible if cast is None or is_of(a, cast)]
+    records = [_attribute_record(entity, a) for a in visible if cast is None or is_of(a, cast)]
     if request.query.get("$filter"):
         records = filtered(records, request.query["$filter"], declared, type_name)
     names = selected(request, declared, type_name)

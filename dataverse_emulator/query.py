@@ -96,8 +96,8 @@ def plan_query(org: Organization, entity: Entity, request: ApiRequest, now: int)
                 "Expand is not supported for multi-row queries on elastic tables.", ELASTIC_EXPAND
             )
         raise bad_request("The emulator does not implement $expand; select _<lookup>_value instead.")
-    if "$count" in options:
-        raise bad_request("The emulator does not implement $count.")
+    if options.get("$count", "false") not in ("true", "false"):
+        raise bad_request(f"Invalid value '{options['$count']}' for $count: true or false is required.")
     attributes = select_columns(org, entity, options.get("$select"), now)
     columns = readable(org, entity, now)
     paths = QUERY_PATHS.get(entity.logical_name, {})
@@ -170,7 +170,6 @@ def run_query(
     rows = _fetch(org, plan, request.user, now, state, limit + 1)
     more = len(rows) > limit and (top is None or int(state["served"]) + limit < int(top))
     rows = rows[:limit]
-    order_cols = [n for n, _ in plan.order]
     navigation = _navigation(org, entity, now) if _annotations(request) else None
     values = [render(entity, r, plan.attributes, org.modes.precision, navigation=navigation) for r in rows]
     org.stats.read(entity.logical_name, len(values), request.user)
@@ -181,25 +180,64 @@ def run_query(
         "value": values,
     }
     if more and rows:
-        state = {
+        following = {
             "q": plan.fingerprint,
             "page": state["page"] + 1,
             "served": state["served"] + len(rows),
             "mode": state["mode"],
-            "last": [rows[-1][c] for c in order_cols],
+            "last": [rows[-1][n] for n, _ in plan.order],
             "snap": state.get("snap"),
             "seq": rows[-1][_SEQ] if state.get("snap") else 0,
         }
-        body["@odata.nextLink"] = next_link(request, entity, encode_token(state))
+        body["@odata.nextLink"] = next_link(request, entity, encode_token(following))
     elif state.get("snap"):
         org.store.execute("DELETE FROM _snapshots WHERE id = ?", (state["snap"],))
+    if request.query.get("$count") == "true":
+        body.update(count_annotations(count_rows(org, plan, request.user, now)))
+    return body, _applied(request, size if honoured else None)
+
+
+def _applied(request: ApiRequest, size: int | None) -> dict[str, str]:
+    """The ``Preference-Applied`` header for the preferences a query honoured."""
     applied = []
     if _annotations(request):
         applied.append(f'odata.include-annotations="{request.prefer()["odata.include-annotations"]}"')
-    if honoured:
+    if size is not None:
         applied.append(f"odata.maxpagesize={size}")
-    headers = {"Preference-Applied": ",".join(applied)} if applied else {}
-    return body, headers
+    return {"Preference-Applied": ",".join(applied)} if applied else {}
+
+
+MAX_COUNT = 5000
+"""The most ``$count`` counts: a larger result answers 5,000 and says the limit was exceeded."""
+
+
+def count_rows(org: Organization, plan: Plan, user: str, now: int) -> int:
+    """How many rows the query matches as ``user`` sees them, counting at most one past ``MAX_COUNT``."""
+    visible, visible_params = org.visible_sql(plan.entity, user, now)
+    rows = org.store.fetch(
+        f"SELECT count(*) FROM (SELECT 1 FROM {quote(plan.entity.logical_name)} "
+        f"WHERE {visible} AND ({plan.where}) LIMIT ?)",
+        [*visible_params, *plan.params, MAX_COUNT + 1],
+    )
+    return int(rows[0][0])
+
+
+def count_annotations(count: int) -> dict[str, Any]:
+    """The annotations ``$count=true`` adds (Microsoft Learn: Count rows)."""
+    return {
+        "@odata.count": min(count, MAX_COUNT),
+        "@Microsoft.Dynamics.CRM.totalrecordcount": -1,
+        "@Microsoft.Dynamics.CRM.totalrecordcountlimitexceeded": count > MAX_COUNT,
+    }
+
+
+def count_segment(org: Organization, entity: Entity, request: ApiRequest) -> int:
+    """``GET <set>/$count`` (with ``$filter`` if given): the plain count, at most 5,000."""
+    now = org.clock.now()
+    for name in request.query:
+        if name != "$filter":
+            raise bad_request(f"The query parameter '{name}' is not supported with /$count.")
+    return min(count_rows(org, plan_query(org, entity, request, now), request.user, now), MAX_COUNT)
 
 
 _SEQ = "_snapshot_seq"
@@ -339,7 +377,7 @@ def retrieve(org: Organization, entity: Entity, key: RowKey, request: ApiRequest
     """Answer ``GET <set>(<key>)``."""
     now = org.clock.now()
     for name in request.query:
-        if name not in ("$select", "$expand"):
+        if name not in ("$select", "$expand") and name.lower() != "partitionid":
             raise bad_request(f"The query parameter '{name}' is not supported on a single row.")
     if "$expand" in request.query:
         raise bad_request("The emulator does not implement $expand; select _<lookup>_value instead.")

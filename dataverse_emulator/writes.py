@@ -1,4 +1,4 @@
-"""Writes: PATCH (update or upsert), create, delete, clearing a lookup, and UpdateMultiple.
+"""Writes of one row: PATCH (update or upsert), create and delete (bulk messages are in ``bulk``).
 
 Every write sets ``modifiedon`` on server time and gives the row a new version. Lookups are written
 through ``<navprop>@odata.bind`` with the navigation property's exact case, and cleared through
@@ -15,7 +15,6 @@ from .errors import (
     BAD_REQUEST,
     DUPLICATE_RECORD,
     SERVER_ERROR,
-    UNSUPPORTED_MESSAGE,
     VERSION_MISMATCH,
     ApiError,
     bad_request,
@@ -153,6 +152,20 @@ def _bind(org: Organization, entity: Entity, nav: str, value: object, user: str,
     return changes
 
 
+def _compose_fullname(entity: Entity, existing: Any, changes: dict[str, Any]) -> None:
+    """Dataverse composes a contact's or lead's ``fullname`` from its first and last names.
+
+    The organization's default format is "First Name Last Name" (Microsoft Learn: System Settings,
+    General tab, "Set the full-name format"); a write that changes neither name leaves it alone.
+    """
+    if "fullname" not in entity.attributes or not {"firstname", "lastname"} & changes.keys():
+        return
+    names = [
+        changes[n] if n in changes else (existing[n] if existing else None) for n in ("firstname", "lastname")
+    ]
+    changes["fullname"] = " ".join(n for n in names if n) or None
+
+
 def write_row(
     org: Organization,
     entity: Entity,
@@ -178,6 +191,7 @@ def write_row(
         if existing is not None and (if_none_match == "*" or create_only):
             raise ApiError(412, DUPLICATE_RECORD, "A record with matching key values already exists.")
         changes = payload_changes(org, entity, payload, key, user)
+        _compose_fullname(entity, existing, changes)
         now = org.clock.now()
         stamp = store_datetime(now, org.modes.precision)
         visible_at = org.visible_at(entity, now)
@@ -205,48 +219,3 @@ def delete_row(org: Organization, entity: Entity, key: RowKey, user: str) -> Non
         if not org.store.delete(entity, key.id):
             raise not_found(entity.logical_name, key.id)
         org.stats.written(entity.logical_name, 1, user)
-
-
-def clear_reference(org: Organization, entity: Entity, key: RowKey, nav: str, user: str) -> None:
-    """``DELETE <set>(<id>)/<navprop>/$ref``: clear a lookup (and its partition id)."""
-    rel = org.catalog.navigation(entity, nav, org.clock.now())
-    if rel is None:
-        raise bad_request(f"Resource not found for the segment '{nav}'.", "0x8006088a")
-    with org.store.transaction():
-        write_row(org, entity, key, {nav: None}, user, if_match="*")
-        org.stats.written(entity.logical_name, 1, user)
-
-
-def update_multiple(org: Organization, entity: Entity, body: Any, user: str) -> int:
-    """``UpdateMultiple``: all-or-nothing; the first target with a given key wins. Returns rows written."""
-    if not org.modes.update_multiple.get(entity.logical_name, False):
-        raise bad_request(
-            f"UpdateMultiple is not enabled on the entity {entity.logical_name}", UNSUPPORTED_MESSAGE
-        )
-    targets = body.get("Targets") if isinstance(body, dict) else None
-    if not isinstance(targets, list) or not targets:
-        raise bad_request("UpdateMultiple requires a non-empty 'Targets' collection.")
-    seen: set[str] = set()
-    written = 0
-    with org.store.transaction():
-        for index, target in enumerate(targets):
-            if not isinstance(target, dict) or "@odata.type" not in target:
-                raise bad_request(f"Targets[{index}] must be an object with '@odata.type'.")
-            check_type(entity, target["@odata.type"])
-            raw = target.get(entity.primary_id)
-            if not isinstance(raw, str):
-                raise bad_request(f"Targets[{index}] must contain the primary key '{entity.primary_id}'.")
-            key = parse_key(entity, raw)
-            if key.id in seen:
-                continue
-            seen.add(key.id)
-            try:
-                write_row(org, entity, key, target, user, if_match="*")
-            except ApiError as exc:
-                if exc.message == not_found(entity.logical_name, key.id).message:
-                    # UpdateMultiple words a missing target in the plural (PA-docs bulk-operations).
-                    exc.message = f"{entity.logical_name.capitalize()} With Ids = {key.id} Do Not Exist"
-                raise
-            written += 1
-        org.stats.written(entity.logical_name, written, user)
-    return written
