@@ -125,9 +125,10 @@ def test_a_retry_after_beyond_the_queues_limit_delays_the_step_instead_of_failin
     app_env: dict[str, str], emulator: EmulatorClient
 ) -> None:
     # A Retry-After above 604,800 s once made queue.send raise ValueError: the step went to poison and
-    # the task Failed as "transient errors". The delay is clamped to the queue's 7-day maximum instead.
+    # the task Failed as "transient errors". The delay is clamped to the queue's 7-day maximum instead
+    # (here the worker's own ceiling, HYDRATION_MAX_THROTTLE_DELAY_SECONDS, is set to that maximum).
     moment = [0.0]
-    base = one_page_steps(app_env)
+    base = one_page_steps({**app_env, "HYDRATION_MAX_THROTTLE_DELAY_SECONDS": str(MAX_DELAY_SECONDS)})
     svc = replace(
         base,
         queue=MemoryTaskQueue(lambda: moment[0], name="tasks"),

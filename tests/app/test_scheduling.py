@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 
+from hydration.dataverse.organization_url import OrganizationUrl
 from hydration.mapping import sources_filter
 from hydration.scheduling import FILTER_BUDGET, configuration_fingerprint, source_groups
 from hydration.settings import Settings
@@ -39,7 +40,7 @@ def test_the_configuration_fingerprint_follows_the_organization_and_the_manifest
     same = replace(settings, settle=settings.settle * 2)
     assert configuration_fingerprint(same) == configuration_fingerprint(settings)
     for changed in (
-        replace(settings, dataverse_url="https://fabrikam.crm.dynamics.com"),
+        replace(settings, organization_url=OrganizationUrl.parse("https://fabrikam.crm.dynamics.com")),
         replace(settings, manifest_text='{"version": 1, "tables": []}'),
     ):
         assert configuration_fingerprint(changed) != configuration_fingerprint(settings)
