@@ -13,7 +13,7 @@ import requests
 API_PATH = "/api/data/v9.2/"
 
 
-class ControlError(RuntimeError):
+class ControlCallError(RuntimeError):
     """The control API refused a request; ``status`` is the HTTP status it answered."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -65,7 +65,7 @@ class EmulatorClient:
             payload = None
         if response.status_code != 200 or not isinstance(payload, dict):
             message = payload.get("error") if isinstance(payload, dict) else None
-            raise ControlError(str(message or response.text), response.status_code)
+            raise ControlCallError(str(message or response.text), response.status_code)
         return payload
 
     def web_api(self, user: str = "hydration-app") -> WebApi:

@@ -16,7 +16,7 @@ from .faults import Faults
 from .limits import CONCURRENCY, EXECUTION_TIME, REQUESTS, Limiter, tally_rows
 from .modes import Modes
 from .schema import MAPPING_RELATIONSHIP, Entity, Relationship
-from .store import VISIBLE_AT, WRITER, Clock, Store
+from .store import VISIBLE_AT, WRITER, ServerClock, Store
 
 CID_USER = "ci-d"
 CID_LOOKUP = "msdynci_lookupfield_customerprofile"
@@ -137,7 +137,7 @@ class Organization:
     """The emulated organization's whole state."""
 
     store: Store
-    clock: Clock = field(default_factory=Clock)
+    clock: ServerClock = field(default_factory=ServerClock)
     modes: Modes = field(default_factory=Modes)
     catalog: Catalog = field(default_factory=Catalog)
     stats: Stats = field(default_factory=Stats)

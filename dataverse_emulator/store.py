@@ -49,7 +49,7 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class Clock:
+class ServerClock:
     """The server's clock: the host clock plus an offset tests can move forward."""
 
     def __init__(self) -> None:

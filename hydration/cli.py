@@ -28,11 +28,11 @@ from .manifest import ManifestError, entry_problem
 from .planner import RunRequest, RunRequestError
 from .service import Services, services
 from .settings import SettingsError, apply_log_levels
-from .state import FINAL
 from .status import render, report, run_view
+from .statuses import FINAL, Status
 from .storage.driver import Delivery, QueueDriver
 
-EXIT = {"Successful": 0, "Failed": 1, "Skipped": 3}
+EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3}
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 
@@ -75,7 +75,7 @@ def local_driver(
 
 def _progress(view: dict[str, Any], seen: dict[str, tuple[Any, ...]], out: TextIO) -> None:
     for table in view["tables"]:
-        if table["status"] == "Skipped" and not seen:
+        if table["status"] == Status.SKIPPED and not seen:
             seen[table["table"]] = ()  # said when the run started
         c = table["counts"]
         key = (table["status"], c["pages"], c["written"], c["cleared"])

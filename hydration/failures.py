@@ -26,7 +26,8 @@ from .dataverse.errors import ThrottledError
 from .lanes import Lane, LaneBook
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings
-from .state import FINAL, StateStore
+from .state import StateStore
+from .statuses import FINAL, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 
@@ -65,7 +66,7 @@ class Failures:
         self.state.update_task(
             message.run_id,
             message.table,
-            status="Successful",
+            status=Status.SUCCESSFUL,
             ended=self.clock.now(),
             details=details,
             counters=counters.to_dict(),
@@ -133,7 +134,9 @@ class Failures:
                 book.save(released, etag)
             except ConflictError:
                 log.warning("table %s: the checkpoint moved while releasing the lease", table)
-        self.state.update_task(run_id, table, status="Failed", ended=self.clock.now(), details=reason[:1000])
+        self.state.update_task(
+            run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason[:1000]
+        )
         log.error("run %s table %s failed: %s", run_id, table, reason)
 
     def superseded(self, run_id: str, table: str, *, by: str) -> None:
@@ -142,7 +145,7 @@ class Failures:
         if task is None or task.value.status in FINAL:
             return
         reason = f"superseded by run {by}: this run's pass made no progress for the lease time"
-        self.state.update_task(run_id, table, status="Failed", ended=self.clock.now(), details=reason)
+        self.state.update_task(run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason)
         log.warning("run %s table %s: %s", run_id, table, reason)
 
     def poison(self, text: str | None, dequeue_count: int) -> None:

@@ -20,6 +20,7 @@ from .service import Services
 from .service import services as _configured_services
 from .settings import SettingsError, apply_log_levels
 from .status import render_html, report
+from .statuses import Status
 from .worker import Outcome
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
         return _error(500, "the app's settings are invalid", problems=exc.problems)
     # A run that could not start for the configuration's sake (an invalid manifest, another organization)
     # is the app's fault, not the caller's: 500, with the recorded run and the reason.
-    return (500 if started.status == "Failed" else 202), started_view(started)
+    return (500 if started.status == Status.FAILED else 202), started_view(started)
 
 
 def on_status_request(

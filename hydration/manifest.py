@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 from jsonschema import Draft202012Validator
 
+from .statuses import Status
+
 CONNECTORS = frozenset({"dataverse", "powerquerydataverse"})
 """Connectors whose rows are Dataverse rows of the configured organization (compared case-insensitively)."""
 _LOGICAL = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -174,14 +176,14 @@ def run_problem(manifest: Manifest, organization_url: str) -> tuple[str, str] | 
     """
     if not same_organization(manifest.organization_url, organization_url):
         return (
-            "Failed",
+            Status.FAILED,
             f"the manifest describes the organization {manifest.organization_url}, but DATAVERSE_URL is "
             f"{organization_url}; fix one of them",
         )
     if manifest.output_mode == "privateDataLake":
-        return ("Skipped", RUN_SKIPPED_LAKE)
+        return (Status.SKIPPED, RUN_SKIPPED_LAKE)
     if not manifest.entries:
-        return ("Skipped", RUN_SKIPPED_EMPTY)
+        return (Status.SKIPPED, RUN_SKIPPED_EMPTY)
     return None
 
 

@@ -25,6 +25,7 @@ from .runs import start_run
 from .scheduling import Schedule, configuration_fingerprint
 from .settings import Settings
 from .state import StateStore, TaskRecord, new_run_id
+from .statuses import Status
 from .storage.queues import TaskQueue
 
 __all__ = ["Planner", "RunRequest", "RunRequestError", "Started", "parse_request"]
@@ -87,7 +88,7 @@ class Planner:
         try:
             manifest = self.manifest()
         except ManifestError as exc:
-            return self._closed_run(request, now, "Failed", str(exc))
+            return self._closed_run(request, now, Status.FAILED, str(exc))
         problem = run_problem(manifest, self.settings.dataverse_url)
         if problem is not None:
             return self._closed_run(request, now, *problem)
@@ -95,9 +96,9 @@ class Planner:
         try:
             verdict = self.check.verdict(manifest, tables)
         except FatalError as exc:
-            return self._closed_run(request, now, "Failed", f"checking eligibility failed: {exc}")
+            return self._closed_run(request, now, Status.FAILED, f"checking eligibility failed: {exc}")
         if not verdict.eligible:
-            started = self._closed_run(request, now, "Skipped", RUN_SKIPPED_NONE)
+            started = self._closed_run(request, now, Status.SKIPPED, RUN_SKIPPED_NONE)
             self._record_skipped(started.run_id, verdict, now)
             return replace(started, skipped=verdict.skipped)
         run_id = start_run(
@@ -119,7 +120,7 @@ class Planner:
         )
         return Started(
             run_id=run_id,
-            status="Running",
+            status=Status.RUNNING,
             details="",
             queued=tuple(verdict.eligible),
             skipped=verdict.skipped,
@@ -127,7 +128,7 @@ class Planner:
 
     def reject(self, request: RunRequest, reason: str) -> Started:
         """Record a request that could not be honoured as a Skipped run (an event has no one to answer)."""
-        return self._closed_run(request, self._clock(), "Skipped", reason)
+        return self._closed_run(request, self._clock(), Status.SKIPPED, reason)
 
     def _closed_run(self, request: RunRequest, now: datetime, status: str, details: str) -> Started:
         run_id = new_run_id(now)
@@ -142,7 +143,7 @@ class Planner:
         for table, reason in verdict.skipped.items():
             self.state.put_task(
                 TaskRecord(
-                    run_id=run_id, table=table, status="Skipped", details=reason, started=now, ended=now
+                    run_id=run_id, table=table, status=Status.SKIPPED, details=reason, started=now, ended=now
                 )
             )
         parts = []
@@ -163,7 +164,7 @@ class Planner:
         try:
             manifest = self.manifest()
         except ManifestError as exc:
-            return self._configuration_problem(now, "Failed", str(exc))
+            return self._configuration_problem(now, Status.FAILED, str(exc))
         problem = run_problem(manifest, self.settings.dataverse_url)
         if problem is not None:
             return self._configuration_problem(now, *problem)

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from .messages import TaskMessage
 from .state import StateStore, TaskRecord, new_run_id
+from .statuses import Status
 from .storage.queues import TaskQueue
 
 
@@ -33,7 +34,7 @@ def start_run(
             TaskRecord(
                 run_id=run_id,
                 table=table,
-                status="Queued",
+                status=Status.QUEUED,
                 kind=kind,
                 sources=[[ds, entity] for ds, entity in sources],
                 full=full or None,

@@ -28,6 +28,7 @@ from .messages import TaskMessage
 from .passes import manifest_hash
 from .settings import Settings
 from .state import StateStore, TaskRecord
+from .statuses import Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 
@@ -110,11 +111,11 @@ class Schedule:
             if not isinstance(started, datetime) or now - started > FAILED_RETRY_AFTER:
                 break
             for task in self.state.tasks(str(record.get("run_id"))):
-                if task.table in seen or task.status == "Skipped":
+                if task.table in seen or task.status == Status.SKIPPED:
                     continue
                 seen.add(task.table)
                 if (
-                    task.status == "Failed"
+                    task.status == Status.FAILED
                     and task.ended is not None
                     and now - task.ended < FAILED_RETRY_AFTER
                 ):

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from .checkpoints import Checkpoint, Counters, Phase
+from .statuses import Status
 from .storage.errors import ConflictError
 from .storage.tables import StateTables
 
@@ -39,17 +40,13 @@ def run_row_key(run_id: str) -> str:
     return f"{_MAX_TIME - int(started.timestamp()):011d}{999 - millis:03d}-{run_id}"
 
 
-FINAL = ("Successful", "Failed", "Skipped")
-"""Task and run statuses after which nothing changes."""
-
-
 @dataclass(frozen=True)
 class TaskRecord:
     """One table's task within a run."""
 
     run_id: str
     table: str
-    status: str = "Queued"
+    status: str = Status.QUEUED
     details: str = ""
     kind: str = "hydrate"
     sources: list[list[str]] = field(default_factory=list)
@@ -147,7 +144,7 @@ class StateStore:
         trigger: str,
         started: datetime,
         details: str = "",
-        status: str = "Running",
+        status: str = Status.RUNNING,
         ended: datetime | None = None,
     ) -> None:
         """Record a new run (idempotent for the same id); a run closed at once has its final status."""

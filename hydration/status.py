@@ -16,7 +16,8 @@ from typing import Any
 
 from .checkpoints import Counters
 from .messages import is_run_id
-from .state import FINAL, StateStore, TaskRecord
+from .state import StateStore, TaskRecord
+from .statuses import FINAL, Status
 
 TASK_NAME = "CustomerId Backstamping Hydration"
 GROUP = "Dataverse Hydration"
@@ -28,21 +29,21 @@ def _time(value: Any) -> str | None:
 
 def task_status(task: TaskRecord) -> str:
     """The status users see: a queued task counts as Running."""
-    return task.status if task.status in FINAL else "Running"
+    return task.status if task.status in FINAL else Status.RUNNING
 
 
 def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
     """A run's status from its tasks (see the module docstring)."""
     if not tasks:
-        return str(record.get("status") or "Running")
+        return str(record.get("status") or Status.RUNNING)
     statuses = [task_status(t) for t in tasks]
-    if "Running" in statuses:
-        return "Running"
-    if "Failed" in statuses:
-        return "Failed"
-    if all(s == "Skipped" for s in statuses):
-        return "Skipped"
-    return "Successful"
+    if Status.RUNNING in statuses:
+        return Status.RUNNING
+    if Status.FAILED in statuses:
+        return Status.FAILED
+    if all(s == Status.SKIPPED for s in statuses):
+        return Status.SKIPPED
+    return Status.SUCCESSFUL
 
 
 def task_view(task: TaskRecord) -> dict[str, Any]:
@@ -54,7 +55,7 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "status": task_status(task),
         "kind": task.kind,
         "full": task.full,
-        "details": task.details or ("waiting in the queue" if task.status == "Queued" else ""),
+        "details": task.details or ("waiting in the queue" if task.status == Status.QUEUED else ""),
         "started": _time(task.started),
         "ended": _time(task.ended),
         "counts": counts,

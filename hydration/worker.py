@@ -34,7 +34,8 @@ from .messages import MessageError, TaskMessage
 from .passes import EngineSettings, PassStarter
 from .readers import MappingReader, PageReads, ReconcileReader, RetryReader
 from .sequencer import Sequencer, StepLimits
-from .state import FINAL, StateStore, TaskRecord
+from .state import StateStore, TaskRecord
+from .statuses import FINAL, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 from .writers import WritePool
@@ -139,7 +140,7 @@ class Worker:
                 return Outcome.DUPLICATE
             details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
             self.state.update_task(
-                message.run_id, message.table, status="Skipped", ended=now, details=details
+                message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
             )
             return Outcome.SKIPPED
         lane = book.lane
@@ -156,7 +157,7 @@ class Worker:
         self.state.update_task(
             message.run_id,
             message.table,
-            status="Running",
+            status=Status.RUNNING,
             started=now,
             full=reason is not None,
             details=reason.message if reason else "incremental pass",
@@ -185,7 +186,7 @@ class Worker:
             self._send_continuation(message, book, checkpoint, etag)
         elif not checkpoint.active:
             current = self.state.task(message.run_id, message.table)
-            if current is not None and current.value.status == "Running":
+            if current is not None and current.value.status == Status.RUNNING:
                 self.failures.finish(message, checkpoint)
         return Outcome.DUPLICATE
 

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 from dataverse_emulator import EmulatorServer
-from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from dataverse_emulator.client import ControlCallError, EmulatorClient, WebApi
 from tests.emulator.lookups import create_lookup
 
 LOOKUP_SCHEMA = "new_CustomerProfile"
@@ -406,7 +406,7 @@ def test_bad_resets_are_refused_and_change_nothing(
 
 
 def test_the_control_client_raises_with_status_and_message(bare: EmulatorClient) -> None:
-    with pytest.raises(ControlError, match=r"^'fraction' must be a number in \(0, 1\]$") as caught:
+    with pytest.raises(ControlCallError, match=r"^'fraction' must be a number in \(0, 1\]$") as caught:
         bare.reunify(2)
     assert caught.value.status == 400
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from dataverse_emulator.client import ControlCallError, EmulatorClient, WebApi
 from dataverse_emulator.limits import LimitsConfig
 from tests.emulator.test_batch_api import part, post_batch
 
@@ -268,7 +268,7 @@ def test_bad_rules_are_refused_and_change_nothing(
 def test_a_body_that_is_not_an_object_is_refused(emulator: EmulatorClient) -> None:
     response = requests.put(f"{emulator.base_url}/_emulator/faults", json=[], timeout=10)
     assert response.status_code == 400
-    with pytest.raises(ControlError):
+    with pytest.raises(ControlCallError):
         emulator.faults([{"kind": "nope", "rate": 1}])
 
 

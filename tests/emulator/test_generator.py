@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from dataverse_emulator.client import ControlCallError, EmulatorClient, WebApi
 
 GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 DATAVERSE_SOURCES = {
@@ -426,5 +426,5 @@ def test_orphans_are_the_same_rows_for_the_same_seed(emulator: EmulatorClient, a
 def test_orphans_out_of_range_are_refused(
     emulator: EmulatorClient, orphans: dict[str, Any], expected: str
 ) -> None:
-    with pytest.raises(ControlError, match=expected):
+    with pytest.raises(ControlCallError, match=expected):
         emulator.reset(contacts=10, leads=5, seed=1, orphans=orphans)

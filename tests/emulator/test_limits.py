@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from dataverse_emulator.client import ControlCallError, EmulatorClient, WebApi
 from dataverse_emulator.limits import (
     CONCURRENCY,
     EXECUTION_TIME,
@@ -102,7 +102,7 @@ def test_bad_settings_are_refused_and_change_nothing(
     emulator: EmulatorClient, change: dict[str, Any]
 ) -> None:
     before = emulator.limits()
-    with pytest.raises(ControlError) as caught:
+    with pytest.raises(ControlCallError) as caught:
         emulator.limits(**change)
     assert caught.value.status == 400
     assert emulator.limits() == before

@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import pytest
 import requests
 
-from dataverse_emulator.client import ControlError, EmulatorClient, WebApi
+from dataverse_emulator.client import ControlCallError, EmulatorClient, WebApi
 
 from .test_batch_api import parse, part, post_batch, single
 
@@ -410,7 +410,7 @@ def test_short_pages_are_reproducible_for_a_seed(emulator: EmulatorClient, api: 
     emulator.modes(short_pages=None)
     assert sizes(pages(api, url, 30)) == [30] * 5
     for bad in ("7", True, {"seed": "7"}, {"seed": 7, "x": 1}):
-        with pytest.raises(ControlError, match="short_pages"):
+        with pytest.raises(ControlCallError, match="short_pages"):
             emulator.modes(short_pages=bad)
 
 

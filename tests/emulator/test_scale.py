@@ -25,7 +25,7 @@ import pytest
 
 from dataverse_emulator.generator import _Ranked, publish_deferred, reunify, seed_organization
 from dataverse_emulator.organization import Organization, SeedParams
-from dataverse_emulator.store import Clock, Store
+from dataverse_emulator.store import ServerClock, Store
 
 ROOT = Path(__file__).resolve().parents[2]
 TABLES = (
@@ -37,7 +37,7 @@ TABLES = (
 )
 
 
-class FixedClock(Clock):
+class FixedClock(ServerClock):
     """Server time pinned to one moment, so seeded times are part of the digest."""
 
     def now(self) -> int:

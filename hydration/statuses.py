@@ -1,0 +1,20 @@
+"""The statuses of runs and tasks, as users read them in the status page, the CLI and Table Storage."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Status(StrEnum):
+    """A run's or a task's status; the values are what is stored and shown."""
+
+    QUEUED = "Queued"
+    """A task whose first step waits in the queue."""
+    RUNNING = "Running"
+    SUCCESSFUL = "Successful"
+    FAILED = "Failed"
+    SKIPPED = "Skipped"
+
+
+FINAL = (Status.SUCCESSFUL, Status.FAILED, Status.SKIPPED)
+"""Task and run statuses after which nothing changes."""
