@@ -81,6 +81,8 @@ class Counters:
     stale: int = 0
     failed: int = 0
     retried_ok: int = 0
+    gave_up: int = 0
+    """Rows taken off the retry list after ``retry_limit`` passes (the next full pass decides them anew)."""
     throttled_seconds: float = 0.0
 
     def __add__(self, other: Counters) -> Counters:

@@ -13,7 +13,9 @@ The rules, once for the whole product:
 - a winner whose profile does not exist yet goes to the retry list;
 - a winner whose profile id does not parse is an invalid key: the row's link is left alone, whatever
   it is — nothing is ever cleared or overwritten because of data that could not be parsed;
-- in the reconcile, a linked row that no mapping row names (or whose winner names no profile) is stale.
+- in the reconcile, a linked row that no mapping row names (or whose winner names no profile) is stale;
+- a row of the retry list that still cannot be linked after ``retry_limit`` passes leaves the list and
+  is counted as given up: the list stays bounded, and the next full pass decides the row anew.
 """
 
 from __future__ import annotations
@@ -154,6 +156,8 @@ class Decision:
     resolved: frozenset[str] = frozenset()
     """Source ids that no longer need a retry."""
     counters: Counters = field(default_factory=Counters)
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    """The attempt each retried row is on (absent: its first)."""
 
 
 @dataclass
@@ -163,6 +167,7 @@ class _Tally:
     retries: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     resolved: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
@@ -174,10 +179,26 @@ class _Tally:
             dict(self.retries),
             frozenset(self.resolved),
             Counters(**self.counts),
+            dict(self.attempts),
         )
 
 
-def decide(kind: PageKind, source_ids: Sequence[str], snapshot: Snapshot, columns: LinkColumns) -> Decision:
+@dataclass(frozen=True)
+class RetryLimit:
+    """How often a row of the retry list is retried, and the passes each row has been retried in."""
+
+    limit: int
+    attempts: Mapping[str, int] = field(default_factory=dict)
+    """Passes each row of the page has been on the retry list (a retry page's rows)."""
+
+
+def decide(
+    kind: PageKind,
+    source_ids: Sequence[str],
+    snapshot: Snapshot,
+    columns: LinkColumns,
+    retry: RetryLimit | None = None,
+) -> Decision:
     """Decide a page of (normalised) source rows against what the server holds for them."""
     tally = _Tally()
     for source_id in source_ids:
@@ -186,7 +207,21 @@ def decide(kind: PageKind, source_ids: Sequence[str], snapshot: Snapshot, column
         _decide_row(kind, source_id, snapshot, columns, tally)
     if kind is PageKind.RECONCILE:
         tally.count("stale", len(tally.clears))
+    if kind is PageKind.RETRY and retry is not None:
+        _limit_retries(tally, retry)
     return tally.decision()
+
+
+def _limit_retries(tally: _Tally, retry: RetryLimit) -> None:
+    """Rows retried again are on their next attempt; past the limit they leave the list."""
+    for source_id in list(tally.retries):
+        attempt = retry.attempts.get(source_id, 1) + 1
+        if attempt > retry.limit:
+            del tally.retries[source_id]
+            tally.resolved.add(source_id)
+            tally.count("gave_up")
+        else:
+            tally.attempts[source_id] = attempt
 
 
 def _decide_row(

@@ -63,6 +63,10 @@ class Failures:
             f"{counters.no_profile} waiting for their profile, {counters.no_source} without a source row, "
             f"{counters.invalid_keys} invalid keys, {counters.stale} stale ({counters.cleared} cleared)"
         )
+        if counters.gave_up:
+            details += (
+                f"; {counters.gave_up} left the retry list after {self.settings.link.retry_limit} passes"
+            )
         self.state.update_task(
             message.run_id,
             message.table,

@@ -63,7 +63,8 @@ class LaneBook:
         if self._plan:
             return
         for source_id, (reason, profile) in landed.retries.items():
-            self.state.add_retry(table, source_id, reason=reason, profile=profile, now=now)
+            attempts = landed.attempts.get(source_id, 1)
+            self.state.add_retry(table, source_id, reason=reason, profile=profile, now=now, attempts=attempts)
         if resolve:
             for source_id in landed.resolved:
                 self.state.remove_retry(table, source_id)

@@ -42,3 +42,6 @@ class LinkSettings:
     """The service's execution-time limit per user and window, which each user's writes are paced to
     stay under (``concurrency.ExecutionBudget``); ``None`` turns pacing off (429s still slow writes)."""
     execution_window_seconds: float = WINDOW_SECONDS
+    retry_limit: int = 50
+    """Passes a row stays on the retry list (its profile still missing, or its write failing) before it
+    leaves it, counted as given up; the weekly full pass decides it anew, so it is never lost."""

@@ -40,6 +40,8 @@ class Landed:
     counters: Counters
     retries: dict[str, tuple[str, str | None]]
     resolved: frozenset[str]
+    attempts: dict[str, int]
+    """The attempt each retried row is on (absent: its first)."""
 
 
 class PendingWrites:
@@ -84,7 +86,8 @@ class PendingWrites:
             extra = extra + Counters(retried_ok=written)
         if self.kind is PageKind.RECONCILE and self._clear_stale:
             extra = extra + Counters(cleared=len(decision.clears) - len(clear_failed))
-        return Landed(decision.counters + extra, retries, decision.resolved - failed - clear_failed)
+        resolved = decision.resolved - failed - clear_failed
+        return Landed(decision.counters + extra, retries, resolved, dict(decision.attempts))
 
 
 class DecidedLater:

@@ -15,7 +15,7 @@ read in the background while the next page is queried (``Page.check``).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .checkpoints import Checkpoint, Counters, PageOutcome, Phase
@@ -61,6 +61,8 @@ class Page:
     """Reads the snapshot later, in the background (the reconcile)."""
     following: Prefetched | None = None
     """The next page of the phase, read already; the sequencer takes it (``take_following``)."""
+    attempts: dict[str, int] = field(default_factory=dict)
+    """Passes each row has been on the retry list (a retry page)."""
 
     def take_following(self) -> Prefetched | None:
         """The next page, let go of: this page may wait for its writes while later pages are read."""
@@ -189,11 +191,13 @@ class RetryReader:
         )
         more = len(entries) > self.page_size
         ids = [key for key, _ in entries[: self.page_size]]
+        attempts = {key: _attempts(entity) for key, entity in entries[: self.page_size]}
         outcome = PageOutcome(Phase.RETRY, ids[-1] if ids else checkpoint.retry_cursor, more)
         if not ids:
             return Page(PageKind.RETRY, [], outcome, Counters())
         snapshot, _ = self.reads.snapshot(ids)
-        return Page(PageKind.RETRY, ids, outcome, Counters(pages=1, rows_read=len(ids)), snapshot=snapshot)
+        read = Counters(pages=1, rows_read=len(ids))
+        return Page(PageKind.RETRY, ids, outcome, read, snapshot=snapshot, attempts=attempts)
 
 
 class MappingReader:
@@ -263,6 +267,12 @@ class ReconcileReader:
             following = reads.page(reads.queries.linked_page(pager.cursor), kind="read_linked")
             page.following = Prefetched(Phase.RECONCILE, pager.cursor, *following)
         return page
+
+
+def _attempts(entity: dict[str, Any]) -> int:
+    """The passes a retry-list entry has been retried in (entries written before counting: one)."""
+    value = entity.get("attempts")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
 
 
 def _part_json(result: PartResult) -> Any:

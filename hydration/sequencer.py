@@ -32,7 +32,7 @@ from typing import Protocol
 
 from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, only_rerun_asked
 from .clock import Clock
-from .decision import LinkColumns, PageKind, Snapshot, decide
+from .decision import LinkColumns, PageKind, RetryLimit, Snapshot, decide
 from .link_writes import DecidedLater, Landed, LinkWriter, PendingWrites
 from .readers import Page, Prefetched
 from .storage.errors import ConflictError
@@ -72,6 +72,7 @@ class StepLimits:
     pages: int | None
     read_ahead: int
     users: int
+    retry_limit: int = 50
 
     def ahead(self, phase: Phase) -> int:
         """Pages read past the oldest page whose writes are in flight.
@@ -179,7 +180,8 @@ class Sequencer:
         return self._decide_and_submit(page, page.snapshot)
 
     def _decide_and_submit(self, page: Page, snapshot: Snapshot) -> PendingWrites:
-        decision = decide(page.kind, page.source_ids, snapshot, self.columns)
+        retry = RetryLimit(self.limits.retry_limit, page.attempts)
+        decision = decide(page.kind, page.source_ids, snapshot, self.columns, retry)
         return self.writer.submit(page.kind, decision, stop=self._stop)
 
     def _commit(

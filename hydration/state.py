@@ -233,12 +233,18 @@ class StateStore:
         return found
 
     def add_retry(
-        self, table: str, source_id: str, *, reason: str, profile: str | None, now: datetime
+        self,
+        table: str,
+        source_id: str,
+        *,
+        reason: str,
+        profile: str | None,
+        now: datetime,
+        attempts: int = 1,
     ) -> None:
-        """Put a source row on the retry list (idempotent: the newest reason wins)."""
-        self.tables.upsert(
-            self.retries_table, table, source_id, {"reason": reason, "profile": profile, "since": now}
-        )
+        """Put a source row on the retry list (idempotent: the newest reason and attempt win)."""
+        entity = {"reason": reason, "profile": profile, "since": now, "attempts": attempts}
+        self.tables.upsert(self.retries_table, table, source_id, entity)
 
     def remove_retry(self, table: str, source_id: str) -> None:
         """Take a source row off the retry list (missing is fine)."""

@@ -248,7 +248,9 @@ class Worker:
             writer=book.lane.writer(target, self.pool, clear_stale=link.clear_stale),
             book=book,
             columns=LinkColumns(target.link_column, target.lookup.partition_column),
-            limits=StepLimits(link.step_seconds, link.step_pages, link.read_ahead, len(self.pool.clients)),
+            limits=StepLimits(
+                link.step_seconds, link.step_pages, link.read_ahead, len(self.pool.clients), link.retry_limit
+            ),
             clock=self.clock,
             owner=self.settings.owner,
             rerun_end=self.starter.window_end if book.lane.reruns else None,

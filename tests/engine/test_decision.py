@@ -11,6 +11,7 @@ from hydration.decision import (
     PROFILE_MISSING,
     LinkColumns,
     PageKind,
+    RetryLimit,
     Snapshot,
     decide,
     snapshot_of,
@@ -257,3 +258,29 @@ def test_several_rows_are_decided_independently() -> None:
     decision = decide(PageKind.MAPPING, [S1, S2], snapshot, COLUMNS)
     assert decision.writes == ((S1, P1, None),)
     assert decision.counters == Counters(already_correct=1)
+
+
+RETRY_LIMIT_CASES = [
+    # (attempts so far, limit, still retried, gave up)
+    (1, 3, True, False),
+    (2, 3, True, False),
+    (3, 3, False, True),
+    (9, 3, False, True),
+]
+
+
+@pytest.mark.parametrize(("attempts", "limit", "retried", "gave_up"), RETRY_LIMIT_CASES)
+def test_retry_limits(attempts: int, limit: int, retried: bool, gave_up: bool) -> None:
+    snapshot = snap([mapping(A, P1)], row=source(), profiles={})  # the profile is still missing
+    decision = decide(PageKind.RETRY, [S1], snapshot, COLUMNS, RetryLimit(limit, {S1: attempts}))
+    assert (S1 in decision.retries) is retried
+    assert decision.counters.gave_up == int(gave_up)
+    assert (S1 in decision.resolved) is gave_up  # a row given up leaves the list
+    assert decision.attempts == ({S1: attempts + 1} if retried else {})
+
+
+def test_the_retry_limit_applies_to_the_retry_list_only() -> None:
+    snapshot = snap([mapping(A, P1)], row=source(), profiles={})
+    decision = decide(PageKind.MAPPING, [S1], snapshot, COLUMNS, RetryLimit(1, {S1: 5}))
+    assert S1 in decision.retries
+    assert decision.counters.gave_up == 0
