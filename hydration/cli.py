@@ -31,6 +31,7 @@ from .settings import SettingsError, apply_log_levels
 from .status import render, report, run_view
 from .statuses import FINAL, Status
 from .storage.driver import Delivery, QueueDriver
+from .storage.errors import StorageError
 
 EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3}
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
@@ -127,15 +128,12 @@ def _tables(text: str | None) -> tuple[str, ...] | None:
     return None if not text else tuple(t.strip().lower() for t in text.split(",") if t.strip())
 
 
-def main(
-    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, out: TextIO | None = None
-) -> int:
-    """Parse the command line and run one command; returns the exit code."""
-    out = out or sys.stdout
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m hydration", description="CustomerId Backstamping Hydration"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="start a run and process it here, with progress")
     run.add_argument("--full", action="store_true", help="a full pass (with reconcile) for every table")
@@ -151,7 +149,19 @@ def main(
     discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
     prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
     prov.add_argument("--tables", help="comma-separated tables (default: the manifest's eligible tables)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(
+    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, out: TextIO | None = None
+) -> int:
+    """Parse the command line and run one command; returns the exit code.
+
+    Every error an operator can meet is one line on standard error and an exit code, never a traceback
+    (``--debug`` shows it): an administrator reads the line, not the stack.
+    """
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
     )
@@ -159,15 +169,22 @@ def main(
         svc = services(os.environ if env is None else env)
         apply_log_levels(svc.settings)
         return _command(args, svc, out)
-    except SettingsError as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 2
-    except (RunRequestError, ManifestError) as exc:
-        sys.stderr.write(f"error: {exc}\n")
-        return 2
-    except DataverseError as exc:
-        sys.stderr.write(f"Dataverse error: {exc}\n")
-        return 1
+    except (SettingsError, RunRequestError, ManifestError, DataverseError, StorageError) as exc:
+        if args.debug:
+            raise
+        prefix, code = _ERRORS[next(k for k in _ERRORS if isinstance(exc, k))]
+        sys.stderr.write(f"{prefix}{exc}\n")
+        return code
+
+
+_ERRORS: dict[type[Exception], tuple[str, int]] = {
+    SettingsError: ("", 2),
+    RunRequestError: ("error: ", 2),
+    ManifestError: ("error: ", 2),
+    DataverseError: ("Dataverse error: ", 1),
+    StorageError: ("storage error (is HYDRATION_STORAGE reachable and right?): ", 4),
+}
+"""Each error an operator can meet: the words before its message, and the exit code."""
 
 
 def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:

@@ -11,6 +11,7 @@ import pytest
 from dataverse_emulator.client import EmulatorClient
 from hydration.cli import main, queue_options
 from hydration.manifest import parse
+from hydration.storage.errors import StorageError
 from tests.functions import python_without_settings
 
 from .conftest import assert_all_correct, manifest
@@ -101,3 +102,21 @@ def test_python_m_hydration_reports_missing_settings() -> None:
 
 def test_the_local_drain_follows_host_json() -> None:
     assert queue_options() == (5, 30)
+
+
+def test_unreachable_storage_is_one_clear_line_and_its_exit_code(
+    app_env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    dead = "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;" + (
+        "QueueEndpoint=http://127.0.0.1:9/devstoreaccount1;TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    env = {**app_env, "HYDRATION_STORAGE": dead}
+    code, _ = cli(env, "status")
+    err = capsys.readouterr().err
+    assert code == 4
+    assert err.startswith("storage error")
+    assert len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err
+    assert "a2V5" not in err  # the account key is never echoed
+    with pytest.raises(StorageError):
+        cli(env, "--debug", "status")
