@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from . import metadata_paths
+from . import functions, metadata_paths
 from .errors import ApiError, bad_request
 from .exchange import ApiRequest, ApiResponse, error_response, json_response, no_content
 from .organization import Organization
@@ -21,6 +21,14 @@ _KEY = r"\(((?:[^()']|'(?:[^']|'')*')*)\)"
 """The key in parentheses after an entity set; quoted values may hold parentheses."""
 _ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     ("GET", re.compile(r"^WhoAmI(?:\(\))?$"), "whoami"),
+    (
+        "GET",
+        re.compile(
+            r"^systemusers\(([0-9A-Fa-f-]{36})\)/Microsoft\.Dynamics\.CRM\.RetrieveUserPrivileges\(\)$"
+        ),
+        "retrieve_user_privileges",
+    ),
+    ("GET", re.compile(r"^RetrieveTotalRecordCount\(EntityNames=(.*)\)$"), "retrieve_total_record_count"),
     ("POST", re.compile(r"^RelationshipDefinitions$"), "create_relationship"),
     ("POST", re.compile(rf"^({_NAME})/Microsoft\.Dynamics\.CRM\.CreateMultiple$"), "create_multiple"),
     ("POST", re.compile(rf"^({_NAME})/Microsoft\.Dynamics\.CRM\.UpdateMultiple$"), "update_multiple"),
@@ -75,6 +83,10 @@ def _dispatch(org: Organization, request: ApiRequest, kind: str, parts: tuple[st
         raise ApiError(404, "0x8006088a", f"Resource not found for the segment '{segment}'.")
     if kind == "whoami":
         return json_response(200, _whoami(org, request))
+    if kind == "retrieve_user_privileges":
+        return json_response(200, functions.user_privileges(org, parts[0], request))
+    if kind == "retrieve_total_record_count":
+        return json_response(200, functions.total_record_count(org, parts[0], request))
     if kind in METADATA_KINDS:
         return json_response(200, metadata_paths.answer(org, request, parts))
     if kind == "create_relationship":

@@ -151,6 +151,14 @@ class EmulatorClient:
             return dict(self._call("GET", "faults"))
         return dict(self._call("PUT", "faults", {"rules": rules, "seed": seed}))
 
+    def register_step(self, **fields: Any) -> str:
+        """Register a custom plug-in step (``table``, ``message``, ``stage``, ``mode``, ...); its id."""
+        return str(self._call("POST", "plugin-steps", fields)["id"])
+
+    def register_flow(self, **fields: Any) -> str:
+        """Register a cloud flow with a Dataverse trigger (``table``, ``message`` 1-7, ...); its id."""
+        return str(self._call("POST", "flows", fields)["id"])
+
     def clear_faults(self) -> None:
         """Remove every fault rule."""
         self._call("DELETE", "faults")

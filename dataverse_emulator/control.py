@@ -11,6 +11,9 @@ Not part of Dataverse: no token is needed, and it answers plain JSON (errors as 
 - ``GET links?table=contact[&lookup=...][&rows=all|wrong|none]``: the truth: a summary by outcome and
   the rows asked for, each with its ``outcome`` (``lookup`` is needed when the table has several);
 - ``GET clock``, ``POST clock`` ``{advance_seconds}``: server time;
+- ``POST plugin-steps`` ``{name, table, message, stage, mode, filteringattributes, enabled}``, ``POST flows``
+  ``{name, table, message, filteringattributes, activated, clientdata}``: register a custom plug-in step or a
+  cloud flow with a Dataverse trigger, as an administrator would (``events``); the answer has its ``id``;
 - ``GET limits``, ``PATCH limits`` ``{name: value}``: service protection limits, cost model and time
   factor, with each user's current window (``usage``); ``GET``/``PUT``/``DELETE faults``
   ``{rules, seed}``: injected faults (see docs/emulator-limits.md). A reset turns both off.
@@ -25,6 +28,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request
 
+from .events import EventError, register_flow, register_step
 from .faults import FaultError
 from .generator import (
     SOURCES,
@@ -41,6 +45,8 @@ from .truth import NOT_AS_EXPECTED, OUTCOMES, LinkLookupError, links, lookup_for
 from .values import Precision, format_datetime
 
 Answer = tuple[int, dict[str, Any]]
+STEP_FIELDS = ("name", "table", "message", "stage", "mode", "filteringattributes", "enabled")
+FLOW_FIELDS = ("name", "table", "message", "filteringattributes", "activated", "clientdata")
 MAX_ADVANCE_SECONDS = 100 * 365 * 86_400
 """The most one clock step may move (or a spread reach back): dates stay within what they can show."""
 log = logging.getLogger(__name__)
@@ -80,7 +86,7 @@ def handle_control(org: Organization, method: str, path: str, request: Request) 
     """Answer one control request; a failure answers JSON too, so a client can always read it."""
     try:
         return _route(org, method, path.strip("/"), request)
-    except (ControlError, ModeError, LinkLookupError, LimitsError, FaultError) as exc:
+    except (ControlError, ModeError, LinkLookupError, LimitsError, FaultError, EventError) as exc:
         return 400, {"error": str(exc)}
     except Exception as exc:
         log.exception("control request %s /_emulator/%s failed", method, path)
@@ -113,6 +119,10 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
         return _links(
             org, request.args.get("table", ""), request.args.get("lookup"), request.args.get("rows", "wrong")
         )
+    if (method, path) == ("POST", "plugin-steps"):
+        return 200, {"id": register_step(org, _body(request, STEP_FIELDS))}
+    if (method, path) == ("POST", "flows"):
+        return 200, {"id": register_flow(org, _body(request, FLOW_FIELDS))}
     if path == "limits" and method in ("GET", "PATCH"):
         if method == "PATCH":
             org.limits.configure(_body(request, None))

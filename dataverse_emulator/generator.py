@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, overload
 
+from .events import seed_events
 from .organization import CID_USER, Organization
 from .schema import metadata_id
 from .store import VERSION, VISIBLE_AT, WRITER, Store, quote
@@ -239,6 +240,7 @@ def seed_organization(org: Organization) -> dict[str, int]:
         for table, share in org.seed.orphans.items():
             counts[f"orphaned_{table}"] = orphan(org, table, share)
         sync_message_filters(org)
+        seed_events(org)
     return counts
 
 

@@ -60,6 +60,9 @@ class Modes:
     """The ``x-ms-dop-hint`` answer header."""
     users: list[str] | None = None
     """Users that are members of the organization (``None``: any caller is)."""
+    privileges: dict[str, dict[str, str | None]] = field(default_factory=dict)
+    """Per user, privileges taken away (``null``) or held at a lower depth (``Basic``, ``Local``,
+    ``Deep``) in ``RetrieveUserPrivileges``; every other privilege is held at ``Global``."""
     short_pages: int | dict[str, int] | None = None
     """``None``: pages are full; a seed (``7`` or ``{"seed": 7}``): every collection query serves
     pages of varied sizes below the page size while rows remain, as elastic tables do."""
@@ -108,6 +111,10 @@ class Modes:
             isinstance(self.users, list) and all(isinstance(u, str) for u in self.users)
         ):
             raise ModeError("mode 'users' must be null or a list of user names")
+        if not _valid_privileges(self.privileges):
+            raise ModeError(
+                "mode 'privileges' must map users to {privilege name: null or Basic, Local, Deep, Global}"
+            )
         if self.short_pages is not None and _seed_of(self.short_pages) is None:
             raise ModeError("mode 'short_pages' must be null, an integer seed or {\"seed\": integer}")
         nav = self.cid_lookup_navigation_property
@@ -132,3 +139,14 @@ def _seed_of(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         return None
     return value
+
+
+def _valid_privileges(value: Any) -> bool:
+    """Whether a ``privileges`` mode value is ``{user: {privilege: None | depth}}``."""
+    depths = (None, "Basic", "Local", "Deep", "Global")
+    return isinstance(value, dict) and all(
+        isinstance(user, str)
+        and isinstance(held, dict)
+        and all(isinstance(name, str) and depth in depths for name, depth in held.items())
+        for user, held in value.items()
+    )

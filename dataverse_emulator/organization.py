@@ -66,6 +66,12 @@ class Stats:
         self.throttled: Counter[str] = Counter()
         self.faults: Counter[str] = Counter()
         self.execution_seconds: dict[str, float] = {}
+        self.write_headers: Counter[str] = Counter()
+
+    def write_header(self, name: str, value: str) -> None:
+        """Count one write that carried an optional business-logic header (``name: value``)."""
+        with self._lock:
+            self.write_headers[f"{name}: {value}"] += 1
 
     def request(self, kind: str, user: str | None, status: int | None, *, inner: bool) -> None:
         """Count one HTTP request.
@@ -129,6 +135,8 @@ class Stats:
                 answer["execution_seconds"] = {u: round(s, 6) for u, s in self.execution_seconds.items()}
             if self.faults:
                 answer["faults"] = dict(self.faults)
+            if self.write_headers:
+                answer["write_headers"] = dict(self.write_headers)
             return answer
 
 

@@ -23,6 +23,33 @@ def metadata_id(*parts: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, "/".join(parts)))
 
 
+ENTITY_PRIVILEGE_TYPES = ("Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share")
+"""The privilege types every table has (``PrivilegeType``), in the order Dataverse lists them."""
+
+
+def privilege_name(kind: str, schema_name: str) -> str:
+    """A table privilege's name as Dataverse forms it: ``prvReadContact``, ``prvAppendTomsdynci_x``."""
+    return f"prv{kind}{schema_name}"
+
+
+def privileges_json(schema_name: str) -> list[dict[str, Any]]:
+    """A table's ``Privileges`` (``SecurityPrivilegeMetadata``): what a role can grant on it."""
+    return [
+        {
+            "CanBeBasic": True,
+            "CanBeDeep": True,
+            "CanBeGlobal": True,
+            "CanBeLocal": True,
+            "CanBeEntityReference": False,
+            "CanBeParentEntityReference": False,
+            "Name": privilege_name(kind, schema_name),
+            "PrivilegeId": metadata_id("privilege", privilege_name(kind, schema_name)),
+            "PrivilegeType": kind,
+        }
+        for kind in ENTITY_PRIVILEGE_TYPES
+    ]
+
+
 class AttributeType(StrEnum):
     """Dataverse attribute types the emulator's tables use, with their OData metadata type."""
 
@@ -169,6 +196,7 @@ class Entity:
             "ChangeTrackingEnabled": self.change_tracking,
             "IsCustomEntity": self.logical_name.startswith("msdynci_"),
             "DisplayName": label(self.schema_name),
+            "Privileges": privileges_json(self.schema_name),
         }
 
 
@@ -185,6 +213,7 @@ ENTITY_PROPERTIES: dict[str, EdmType | None] = {
     "ChangeTrackingEnabled": EdmType.BOOLEAN,
     "IsCustomEntity": EdmType.BOOLEAN,
     "DisplayName": None,
+    "Privileges": None,
 }
 """The properties of ``EntityMetadata`` the emulator answers, with their type (``None``: complex)."""
 
@@ -265,8 +294,13 @@ def _strings(entity: Entity, *names: str) -> None:
         entity.add(Attribute(name, name, AttributeType.STRING))
 
 
+def _integers(entity: Entity, *names: str) -> None:
+    for name in names:
+        entity.add(Attribute(name, name, AttributeType.INTEGER))
+
+
 def builtin_entities() -> list[Entity]:
-    """The four tables the product touches, plus ``sdkmessagefilter`` for capability queries."""
+    """The four tables the product touches, plus the event tables its preflight reads."""
     contact = Entity("contact", "Contact", "contacts", "contactid", "fullname", TableType.STANDARD, 2)
     _common(contact)
     _strings(contact, "fullname", "firstname", "lastname", "emailaddress1")
@@ -320,7 +354,38 @@ def builtin_entities() -> list[Entity]:
     )
     _common(filters)
     _strings(filters, "primaryobjecttypecode", "sdkmessagename")
-    return [contact, lead, profile, mapping, filters]
+    return [contact, lead, profile, mapping, filters, *event_entities()]
+
+
+def event_entities() -> list[Entity]:
+    """The tables that say what a write fires: SDK messages, plug-in steps and processes (cloud flows).
+
+    A step's message name and table are stored on the step itself (as a filter stores its message's
+    name), and queries reach them by the navigation paths Dataverse documents (``QUERY_PATHS``).
+    """
+    messages = Entity(
+        "sdkmessage", "SdkMessage", "sdkmessages", "sdkmessageid", "name", TableType.STANDARD, 4606
+    )
+    _common(messages)
+    _strings(messages, "name")
+    steps = Entity(
+        "sdkmessageprocessingstep",
+        "SdkMessageProcessingStep",
+        "sdkmessageprocessingsteps",
+        "sdkmessageprocessingstepid",
+        "name",
+        TableType.STANDARD,
+        4608,
+    )
+    _common(steps)
+    _strings(steps, "name", "filteringattributes", "sdkmessagename", "primaryobjecttypecode")
+    _integers(steps, "stage", "mode", "rank", "customizationlevel")
+    workflows = Entity("workflow", "Workflow", "workflows", "workflowid", "name", TableType.STANDARD, 4703)
+    _common(workflows)
+    _strings(workflows, "name", "primaryentity")
+    _integers(workflows, "category", "type")
+    workflows.add(Attribute("clientdata", "ClientData", AttributeType.MEMO))
+    return [messages, steps, workflows]
 
 
 MAPPING_RELATIONSHIP = Relationship(
@@ -333,5 +398,11 @@ MAPPING_RELATIONSHIP = Relationship(
     cascade={k: "NoCascade" for k in ("Assign", "Delete", "Merge", "Reparent", "Share", "Unshare")},
 )
 
-QUERY_PATHS = {"sdkmessagefilter": {"sdkmessageid/name": "sdkmessagename"}}
+QUERY_PATHS = {
+    "sdkmessagefilter": {"sdkmessageid/name": "sdkmessagename"},
+    "sdkmessageprocessingstep": {
+        "sdkmessageid/name": "sdkmessagename",
+        "sdkmessagefilterid/primaryobjecttypecode": "primaryobjecttypecode",
+    },
+}
 """Navigation paths a table accepts in ``$filter``, mapped to the stored column that answers them."""

@@ -46,6 +46,25 @@ from .tls import TlsFiles, generate
 MAX_URL = 32_768
 MAX_BODY = 16 * 1024 * 1024
 TENANT = "00000000-0000-0000-0000-0000000000aa"
+BUSINESS_LOGIC_HEADERS = (
+    "MSCRM.BypassBusinessLogicExecution",
+    "MSCRM.BypassCustomPluginExecution",
+    "MSCRM.SuppressCallbackRegistrationExpanderJob",
+)
+"""Optional headers that skip custom logic on a write; the stats count each write that carries one."""
+WRITE_KINDS = frozenset(
+    {
+        "update",
+        "create",
+        "delete",
+        "update_multiple",
+        "create_multiple",
+        "upsert_multiple",
+        "associate",
+        "disassociate",
+        "write_property",
+    }
+)
 log = logging.getLogger(__name__)
 
 
@@ -190,6 +209,11 @@ class EmulatorApp:
             log.exception("emulator failure on %s %s", request.method, request.path)
             response = error_response(ApiError(500, SERVER_ERROR, "An unexpected error occurred."))
         self.org.stats.request(response.kind, request.user, response.status, inner=request.inner)
+        if response.kind in WRITE_KINDS:
+            for name in BUSINESS_LOGIC_HEADERS:
+                value = request.header(name)
+                if value is not None:
+                    self.org.stats.write_header(name, value)
         return response
 
     def _authenticate(self, request: Request) -> str | ApiResponse:

@@ -39,6 +39,7 @@ DEFAULT_MODES = {
     "metadata_delay_seconds": 0.0,
     "dop_hint": 4,
     "users": None,
+    "privileges": {},
     "short_pages": None,
 }
 

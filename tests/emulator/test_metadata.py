@@ -203,7 +203,13 @@ def test_table_definition_without_select_has_every_property(api: WebApi) -> None
         "ChangeTrackingEnabled": True,
         "IsCustomEntity": False,
         "DisplayName": label("Contact"),
+        "Privileges": body["Privileges"],
     }
+    assert [(p["Name"], p["PrivilegeType"]) for p in body["Privileges"]][:3] == [
+        ("prvCreateContact", "Create"),
+        ("prvReadContact", "Read"),
+        ("prvWriteContact", "Write"),
+    ]
     profile = api.get(f"EntityDefinitions(LogicalName='{PROFILE}')").json()
     assert (profile["TableType"], profile["PrimaryNameAttribute"], profile["IsCustomEntity"]) == (
         "Elastic",

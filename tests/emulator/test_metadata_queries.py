@@ -35,6 +35,9 @@ def test_entity_definitions_collection_with_select_and_filter(api: WebApi) -> No
         "msdynci_customerprofile",
         "msdynci_alternatekey",
         "sdkmessagefilter",
+        "sdkmessage",
+        "sdkmessageprocessingstep",
+        "workflow",
     }
     assert all(set(e) == {"MetadataId", "LogicalName", "EntitySetName"} for e in everything)
     one = value(
