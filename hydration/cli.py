@@ -1,12 +1,16 @@
-"""``python -m hydration``: run, plan, status, discover and provision from a shell.
+"""``python -m hydration``: run, plan, preflight, status, discover and provision from a shell.
 
 ``run`` and ``plan`` start a run through the same planner as the Functions triggers, then drain the job
 queue locally through the same handlers the queue functions call, following the host's queue settings
 from ``host.json`` (dequeue count, retry delay, poison queue), and print progress as tables advance.
 Settings come from the environment, as in the Functions app (see ``local.settings.sample.json``).
 
+``plan`` prints the preflight (``preflight``: what a first pass fires and whether it can run) before its
+dry run.
+
 Exit codes: 0 the run succeeded (or the command did its job); 1 the run failed; 2 invalid settings,
-manifest or arguments; 3 the run was Skipped.
+manifest or arguments; 3 the run was Skipped; 4 storage unreachable; 5 the preflight found a problem
+that blocks a run (``plan`` exits 5 when its dry run succeeded but the preflight blocks).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from .dataverse.metadata import provision
 from .discovery import discover, draft_manifest
 from .manifest import ManifestError, entry_problem
 from .planner import RunRequest, RunRequestError
+from .preflight import run_preflight
+from .preflight_report import BLOCKED_EXIT, problems
+from .preflight_report import render as render_preflight
 from .service import Services, services
 from .settings import SettingsError, apply_log_levels
 from .status import render, report, run_view
@@ -149,6 +156,8 @@ def _parser() -> argparse.ArgumentParser:
     discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
     prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
     prov.add_argument("--tables", help="comma-separated tables (default: the manifest's eligible tables)")
+    check = commands.add_parser("preflight", help="what a first pass fires, and whether it can run")
+    check.add_argument("--tables", help="comma-separated tables (default: the manifest's eligible tables)")
     return parser
 
 
@@ -187,12 +196,31 @@ _ERRORS: dict[type[Exception], tuple[str, int]] = {
 """Each error an operator can meet: the words before its message, and the exit code."""
 
 
+def _configured_tables(svc: Services, text: str | None) -> tuple[str, ...]:
+    """The tables named on the command line, else the manifest's tables with an eligible entry."""
+    manifest = svc.planner().manifest()
+    return _tables(text) or tuple(
+        t for t in manifest.tables if any(entry_problem(e, manifest) is None for e in manifest.entries_of(t))
+    )
+
+
+def _preflight(svc: Services, text: str | None, out: TextIO) -> int:
+    """Print the preflight; its exit code (``BLOCKED_EXIT`` when a run could not go ahead)."""
+    tables = _configured_tables(svc, text)
+    found = run_preflight(svc.client, svc.write_clients, svc.metadata, svc.settings, tables)
+    out.write(render_preflight(found))
+    return BLOCKED_EXIT if problems(found) else 0
+
+
 def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
+    if args.command == "preflight":
+        return _preflight(svc, args.tables, out)
     if args.command in ("run", "plan"):
-        request = RunRequest(
-            trigger="cli", full=args.full, tables=_tables(args.tables), plan=args.command == "plan"
-        )
-        return _start(svc, request, out)
+        plan = args.command == "plan"
+        checked = _preflight(svc, args.tables, out) if plan else 0
+        request = RunRequest(trigger="cli", full=args.full, tables=_tables(args.tables), plan=plan)
+        code = _start(svc, request, out)
+        return checked if code == 0 else code
     if args.command == "status":
         data = report(svc.state, limit=max(1, min(args.limit, 100)), run_id=args.run)
         out.write((json.dumps(data, indent=2) if args.json else render(data)) + "\n")
@@ -212,11 +240,7 @@ def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
         if not found:
             out.write("the mapping table has no rows\n")
         return 0
-    manifest = svc.planner().manifest()
-    tables = _tables(args.tables) or tuple(
-        t for t in manifest.tables if any(entry_problem(e, manifest) is None for e in manifest.entries_of(t))
-    )
-    for info in provision(svc.metadata, tables, svc.settings.lookup):
+    for info in provision(svc.metadata, _configured_tables(svc, args.tables), svc.settings.lookup):
         state = "created" if info.created else "already there"
         out.write(
             f"{info.attribute} on {info.table}: {state} (navigation property {info.navigation_property})\n"
