@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Mapping
+from itertools import count
 from typing import Any
 
 from .organization import Organization
@@ -66,9 +67,10 @@ def seed_events(org: Organization) -> None:
         )
         for table in SOURCE_TABLES
     ]
-    with org.store.lock:
-        org.store.insert_many(org.entity("sdkmessage"), messages, ("sdkmessageid", "name"))
-        org.store.insert_many(org.entity("sdkmessageprocessingstep"), steps, STEP_COLUMNS)
+    with org.store.lock:  # versions of their own: the seeded unification data stays as it was
+        store = org.store
+        store.insert_many(org.entity("sdkmessage"), messages, ("sdkmessageid", "name"), versions=count(1))
+        store.insert_many(org.entity("sdkmessageprocessingstep"), steps, STEP_COLUMNS, versions=count(1))
 
 
 def register_step(org: Organization, body: Mapping[str, Any]) -> str:
