@@ -12,6 +12,7 @@ import threading
 from typing import Any
 
 from .errors import METADATA_EXISTS, ApiError, bad_request
+from .event_tables import event_entities
 from .schema import Attribute, AttributeType, Entity, Relationship, builtin_entities
 
 RELATIONSHIP_TYPE = "Microsoft.Dynamics.CRM.OneToManyRelationshipMetadata"
@@ -42,7 +43,9 @@ class Catalog:
     """Every table and relationship of the emulated organization."""
 
     def __init__(self) -> None:
-        self.entities: dict[str, Entity] = {e.logical_name: e for e in builtin_entities()}
+        self.entities: dict[str, Entity] = {
+            e.logical_name: e for e in (*builtin_entities(), *event_entities())
+        }
         self.relationships: dict[str, Relationship] = {}
         self._lock = threading.Lock()
 

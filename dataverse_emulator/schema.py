@@ -280,7 +280,7 @@ def attribute_json(entity: Entity, attribute: Attribute) -> dict[str, Any]:
     return body
 
 
-def _common(entity: Entity) -> None:
+def add_common_columns(entity: Entity) -> None:
     """Columns every table has."""
     entity.add(Attribute(entity.primary_id, entity.primary_id, AttributeType.UNIQUEIDENTIFIER))
     entity.add(Attribute("createdon", "CreatedOn", AttributeType.DATETIME, "Created On", read_only=True))
@@ -289,26 +289,22 @@ def _common(entity: Entity) -> None:
     entity.add(Attribute("statecode", "StateCode", AttributeType.STATE, "Status"))
 
 
-def _strings(entity: Entity, *names: str) -> None:
+def add_string_columns(entity: Entity, *names: str) -> None:
+    """Add text columns (``Edm.String``)."""
     for name in names:
         entity.add(Attribute(name, name, AttributeType.STRING))
 
 
-def _integers(entity: Entity, *names: str) -> None:
-    for name in names:
-        entity.add(Attribute(name, name, AttributeType.INTEGER))
-
-
 def builtin_entities() -> list[Entity]:
-    """The four tables the product touches, plus the event tables its preflight reads."""
+    """The four tables the product touches, plus ``sdkmessagefilter`` for capability queries."""
     contact = Entity("contact", "Contact", "contacts", "contactid", "fullname", TableType.STANDARD, 2)
-    _common(contact)
-    _strings(contact, "fullname", "firstname", "lastname", "emailaddress1")
+    add_common_columns(contact)
+    add_string_columns(contact, "fullname", "firstname", "lastname", "emailaddress1")
     contact.change_tracking = True
 
     lead = Entity("lead", "Lead", "leads", "leadid", "fullname", TableType.STANDARD, 4)
-    _common(lead)
-    _strings(lead, "fullname", "firstname", "lastname", "emailaddress1", "companyname")
+    add_common_columns(lead)
+    add_string_columns(lead, "fullname", "firstname", "lastname", "emailaddress1", "companyname")
 
     profile = Entity(
         "msdynci_customerprofile",
@@ -319,8 +315,8 @@ def builtin_entities() -> list[Entity]:
         TableType.ELASTIC,
         10_801,
     )
-    _common(profile)
-    _strings(profile, "msdynci_customerid", "partitionid", "msdynci_fullname")
+    add_common_columns(profile)
+    add_string_columns(profile, "msdynci_customerid", "partitionid", "msdynci_fullname")
 
     mapping = Entity(
         "msdynci_alternatekey",
@@ -331,8 +327,8 @@ def builtin_entities() -> list[Entity]:
         TableType.ELASTIC,
         10_802,
     )
-    _common(mapping)
-    _strings(
+    add_common_columns(mapping)
+    add_string_columns(
         mapping,
         "msdynci_datasourcename",
         "msdynci_entityname",
@@ -352,40 +348,9 @@ def builtin_entities() -> list[Entity]:
         TableType.STANDARD,
         4607,
     )
-    _common(filters)
-    _strings(filters, "primaryobjecttypecode", "sdkmessagename")
-    return [contact, lead, profile, mapping, filters, *event_entities()]
-
-
-def event_entities() -> list[Entity]:
-    """The tables that say what a write fires: SDK messages, plug-in steps and processes (cloud flows).
-
-    A step's message name and table are stored on the step itself (as a filter stores its message's
-    name), and queries reach them by the navigation paths Dataverse documents (``QUERY_PATHS``).
-    """
-    messages = Entity(
-        "sdkmessage", "SdkMessage", "sdkmessages", "sdkmessageid", "name", TableType.STANDARD, 4606
-    )
-    _common(messages)
-    _strings(messages, "name")
-    steps = Entity(
-        "sdkmessageprocessingstep",
-        "SdkMessageProcessingStep",
-        "sdkmessageprocessingsteps",
-        "sdkmessageprocessingstepid",
-        "name",
-        TableType.STANDARD,
-        4608,
-    )
-    _common(steps)
-    _strings(steps, "name", "filteringattributes", "sdkmessagename", "primaryobjecttypecode")
-    _integers(steps, "stage", "mode", "rank", "customizationlevel")
-    workflows = Entity("workflow", "Workflow", "workflows", "workflowid", "name", TableType.STANDARD, 4703)
-    _common(workflows)
-    _strings(workflows, "name", "primaryentity")
-    _integers(workflows, "category", "type")
-    workflows.add(Attribute("clientdata", "ClientData", AttributeType.MEMO))
-    return [messages, steps, workflows]
+    add_common_columns(filters)
+    add_string_columns(filters, "primaryobjecttypecode", "sdkmessagename")
+    return [contact, lead, profile, mapping, filters]
 
 
 MAPPING_RELATIONSHIP = Relationship(
