@@ -4,8 +4,9 @@ The page (``status_page``) and the command line (``status_text``) render this sa
 can never disagree. Each table carries its pace and, while it runs, an ETA (``progress``).
 
 A run's status is derived from its tasks whenever it is read, so it can never disagree with them:
-Running while any table is queued or running, Failed when any failed, Skipped when every table was
-Skipped, Successful otherwise. A run closed before any task (an invalid manifest, a private data lake,
+Running while any table is queued or running, Failed when any failed, a table's other status when
+one is neither final nor running (it waits for something), Skipped when every table was Skipped,
+Successful otherwise. A run closed before any task (an invalid manifest, a private data lake,
 nothing eligible) keeps the status it was recorded with.
 """
 
@@ -42,6 +43,9 @@ def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
         return Status.RUNNING
     if Status.FAILED in statuses:
         return Status.FAILED
+    waiting = [s for s in statuses if s not in FINAL]
+    if waiting:
+        return waiting[0]  # a status this version does not name (one added later) is the run's too
     if all(s == Status.SKIPPED for s in statuses):
         return Status.SKIPPED
     return Status.SUCCESSFUL

@@ -96,12 +96,17 @@ def _run_section(run: dict[str, Any]) -> str:
     ended = f", ended {escape(str(run['ended']))}" if run["ended"] else ""
     header = "".join(f"<th>{escape(c)}</th>" for c in _COLUMNS)
     rows = "".join(_table_row(t) for t in run["tables"])
+    table = (
+        f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table>"
+        if rows
+        else '<p class="note">No tables were queued in this run.</p>'
+    )
     return (
         f'<section class="run" data-run="{escape(str(run["runId"]))}">'
         f"<h2>Run {escape(str(run['runId']))} {_status(run['status'])}</h2>"
         f"<p>trigger {escape(str(run['trigger']))}, started {escape(str(run['started']))}{ended}. "
         f"{escape(str(run['details']))}</p>"
-        f"<table><thead><tr>{header}</tr></thead><tbody>{rows}</tbody></table></section>"
+        f"{table}</section>"
     )
 
 
