@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 NPM_STAMP := node_modules/.package-lock.json
 
-.PHONY: test check lint typecheck node demo bench emulator clean infra-check audit
+.PHONY: test check lint typecheck node browser demo bench emulator clean infra-check audit
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,16 @@ $(NPM_STAMP): package.json $(wildcard package-lock.json)
 	touch $@
 
 node: $(NPM_STAMP)
+
+## Debian's Chromium for the status page's browser test (Playwright drives it; its own browser download
+## is not used). Installed only when missing; CI runs as root on a fresh Debian machine.
+CHROMIUM := /usr/bin/chromium
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
+browser: $(CHROMIUM)
 
 ## The deployment checks' own venv: checkov pins an old `packaging` that the test tools cannot share.
 INFRA_VENV := .venv-infra
@@ -43,8 +53,8 @@ infra-check: $(INFRA_STAMP) $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m devtools.audit
 
-## Build the venv and node_modules, run the linters, type checks and audit, then the whole test suite.
-test: $(STAMP) $(NPM_STAMP) check audit infra-check
+## Build the venv and node_modules, install Chromium, run the linters, type checks and audit, then the whole test suite.
+test: $(STAMP) $(NPM_STAMP) $(CHROMIUM) check audit infra-check
 	$(BIN)/python -m pytest --ignore=tests/infra
 
 ## Lint and type-check.

@@ -13,7 +13,8 @@ import azure.functions as func
 
 from hydration import handlers
 from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE
-from hydration.status import HTML_HEADERS, JSON_HEADERS
+from hydration.status import JSON_HEADERS
+from hydration.status_page import HTML_HEADERS
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

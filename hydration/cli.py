@@ -1,16 +1,18 @@
-"""``python -m hydration``: run, plan, preflight, status, discover and provision from a shell.
+"""``python -m hydration``: every operator command (run, plan, preflight, status, history, and more).
 
-``run`` and ``plan`` start a run through the same planner as the Functions triggers, then drain the job
-queue locally through the same handlers the queue functions call, following the host's queue settings
-from ``host.json`` (dequeue count, retry delay, poison queue), and print progress as tables advance.
-Settings come from the environment, as in the Functions app (see ``local.settings.sample.json``).
+``run``, ``plan`` and ``retry-failed`` start a run through the same planner as the Functions triggers,
+then drain the job queue locally through the same handlers the queue functions call (``local_run``),
+with a live bar per table on a terminal and plain lines elsewhere (``run_progress``). Settings come from
+the environment, as in the Functions app (see ``local.settings.sample.json``). This module only parses
+the command line and dispatches; each command's logic lives in its own module.
 
 ``plan`` prints the preflight (``preflight``: what a first pass fires and whether it can run) before its
 dry run.
 
-Exit codes: 0 the run succeeded (or the command did its job); 1 the run failed; 2 invalid settings,
-manifest or arguments; 3 the run was Skipped; 4 storage unreachable; 5 the preflight found a problem
-that blocks a run (``plan`` exits 5 when its dry run succeeded but the preflight blocks).
+Exit codes: 0 the run succeeded (or the command did its job, also ``retry-failed`` with nothing to
+retry); 1 the run failed; 2 invalid settings, manifest or arguments; 3 the run was Skipped; 4 storage
+unreachable or misconfigured; 5 the preflight found a problem that blocks a run (``plan`` exits 5 when
+its dry run succeeded but the preflight blocks).
 """
 
 from __future__ import annotations
@@ -21,114 +23,25 @@ import logging
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from . import handlers
 from .dataverse.errors import DataverseError
 from .dataverse.metadata import provision
 from .discovery import discover, draft_manifest
+from .history import render_history
+from .local_run import start_and_drain
 from .manifest import ManifestError, entry_problem
 from .planner import RunRequest, RunRequestError
 from .preflight import run_preflight
 from .preflight_report import BLOCKED_EXIT, problems
 from .preflight_report import render as render_preflight
+from .retry_failed import SCANNED_RUNS, failed_tables, retry_selection
 from .service import Services, services
 from .settings import SettingsError, apply_log_levels
-from .status import render, report, run_view
-from .statuses import FINAL, Status
-from .storage.driver import Delivery, QueueDriver
+from .status import report
+from .status_text import render
+from .status_watch import watch
 from .storage.errors import StorageError
-
-EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3}
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
-
-
-def queue_options(path: Path = HOST_JSON) -> tuple[int, int]:
-    """``maxDequeueCount`` and ``visibilityTimeout`` (s) from ``host.json``: drain as the host would."""
-    try:
-        queues = json.loads(path.read_text(encoding="utf-8"))["extensions"]["queues"]
-    except (OSError, ValueError, KeyError):
-        return 5, 30
-    hours, minutes, seconds = (int(x) for x in str(queues.get("visibilityTimeout", "00:00:30")).split(":"))
-    return int(queues.get("maxDequeueCount", 5)), hours * 3600 + minutes * 60 + seconds
-
-
-def local_driver(
-    svc: Services, *, visibility_timeout: int | None = None, lease_seconds: int = 300
-) -> QueueDriver:
-    """A driver that pumps the job queue into the worker and poison handlers, as the host does.
-
-    ``visibility_timeout`` overrides ``host.json``'s delay before a failed message is retried.
-    """
-
-    def handle(delivery: Delivery) -> None:
-        handlers.on_message(delivery.text, delivery.dequeue_count, svc)
-
-    def poisoned(delivery: Delivery, reason: str) -> None:
-        handlers.on_poison(delivery.text, delivery.dequeue_count, svc)
-
-    max_dequeue_count, host_visibility_timeout = queue_options()
-    return QueueDriver(
-        svc.queue,
-        svc.poison,
-        handle,
-        on_poison=poisoned,
-        max_dequeue_count=max_dequeue_count,
-        visibility_timeout=host_visibility_timeout if visibility_timeout is None else visibility_timeout,
-        lease_seconds=lease_seconds,
-        clock=svc.clock,
-    )
-
-
-def _progress(view: dict[str, Any], seen: dict[str, tuple[Any, ...]], out: TextIO) -> None:
-    for table in view["tables"]:
-        if table["status"] == Status.SKIPPED and not seen:
-            seen[table["table"]] = ()  # said when the run started
-        c = table["counts"]
-        key = (table["status"], c["pages"], c["written"], c["cleared"])
-        if seen.get(table["table"]) == key:
-            continue
-        seen[table["table"]] = key
-        out.write(
-            f"  {table['table']}: {table['status'].lower()}, {c['pages']} pages, "
-            f"{c['rows_read']:,} rows read, "
-            f"{c['written']:,} {'to write' if table['kind'] == 'plan' else 'written'}, "
-            f"{c['already_correct']:,} already correct, {c['cleared']:,} cleared\n"
-        )
-        out.flush()
-
-
-def drain_run(
-    svc: Services, run_id: str, *, out: TextIO, poll: float = 0.5, driver: QueueDriver | None = None
-) -> dict[str, Any]:
-    """Process queue messages until the run is final; returns the run's status view."""
-    driver = driver or local_driver(svc)
-    seen: dict[str, tuple[Any, ...]] = {}
-    while True:
-        record = svc.state.run(run_id) or {"run_id": run_id}
-        view = run_view(svc.state, record)
-        _progress(view, seen, out)
-        if view["status"] in FINAL:
-            return view
-        if driver.step() is None:
-            driver.clock.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
-
-
-def _start(svc: Services, request: RunRequest, out: TextIO) -> int:
-    started = svc.planner().start(request)
-    out.write(f"run {started.run_id}: {started.status.lower()}")
-    out.write(f", queued {', '.join(started.queued)}" if started.queued else "")
-    out.write("\n")
-    for table, reason in started.skipped.items():
-        out.write(f"  {table}: skipped: {reason}\n")
-    if started.status in FINAL:
-        if started.details:
-            out.write(f"  {started.details}\n")
-        return EXIT[started.status]
-    view = drain_run(svc, started.run_id, out=out)
-    out.write("\n" + render({"runs": [view]}) + "\n")
-    return EXIT[view["status"]]
 
 
 def _tables(text: str | None) -> tuple[str, ...] | None:
@@ -152,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="the same JSON as GET /api/status")
     status.add_argument("--run", help="one run's id")
     status.add_argument("--limit", type=int, default=5)
+    status.add_argument("--watch", action="store_true", help="refresh until no run is running")
+    status.add_argument("--interval", type=float, default=5.0, help="seconds between refreshes (--watch)")
+    history = commands.add_parser("history", help="the last runs, with every table's outcome")
+    history.add_argument("--limit", type=int, default=20, help="how many runs (at most 100)")
+    history.add_argument("--json", action="store_true", help="the same JSON as GET /api/status")
+    commands.add_parser("retry-failed", help="start a run for the tables whose latest task Failed")
     discover_cmd = commands.add_parser("discover", help="the (data source, table) pairs in the mapping")
     discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
     prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
@@ -219,27 +138,59 @@ def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
         plan = args.command == "plan"
         checked = _preflight(svc, args.tables, out) if plan else 0
         request = RunRequest(trigger="cli", full=args.full, tables=_tables(args.tables), plan=plan)
-        code = _start(svc, request, out)
+        code = start_and_drain(svc, request, out)
         return checked if code == 0 else code
     if args.command == "status":
-        data = report(svc.state, limit=max(1, min(args.limit, 100)), run_id=args.run)
-        out.write((json.dumps(data, indent=2) if args.json else render(data)) + "\n")
+        return _status(args, svc, out)
+    if args.command == "history":
+        data = report(svc.state, now=svc.clock.now(), limit=max(1, min(args.limit, 100)))
+        out.write((json.dumps(data, indent=2) if args.json else render_history(data)) + "\n")
         return 0
+    if args.command == "retry-failed":
+        return _retry_failed(svc, out)
     if args.command == "discover":
-        found = discover(svc.client, svc.metadata)
-        if args.manifest:
-            out.write(json.dumps(draft_manifest(svc.settings.dataverse_url, found), indent=2) + "\n")
-            return 0
-        for pair in found:
-            table = (
-                f"{pair.dataverse_table} (key {pair.primary_key})"
-                if pair.dataverse_table
-                else "no Dataverse table"
-            )
-            out.write(f"{pair.data_source}\t{pair.entity}\t{table}\n")
-        if not found:
-            out.write("the mapping table has no rows\n")
+        return _discover(args, svc, out)
+    return _provision(args, svc, out)
+
+
+def _status(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
+    limit = max(1, min(args.limit, 100))
+    if args.watch:
+        return watch(svc, out, interval=max(0.0, args.interval), limit=limit, run_id=args.run)
+    data = report(svc.state, now=svc.clock.now(), limit=limit, run_id=args.run)
+    out.write((json.dumps(data, indent=2) if args.json else render(data)) + "\n")
+    return 0
+
+
+def _retry_failed(svc: Services, out: TextIO) -> int:
+    retry, dropped = retry_selection(failed_tables(svc.state), svc.planner().manifest())
+    for table in dropped:
+        out.write(f"{table}: its latest task Failed, but the manifest no longer configures it; left out\n")
+    if not retry:
+        out.write(f"nothing to retry: no configured table's latest task Failed (last {SCANNED_RUNS} runs)\n")
         return 0
+    out.write(f"retrying the tables whose latest task Failed: {', '.join(retry)}\n")
+    return start_and_drain(svc, RunRequest(trigger="cli", tables=tuple(retry)), out)
+
+
+def _discover(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
+    found = discover(svc.client, svc.metadata)
+    if args.manifest:
+        out.write(json.dumps(draft_manifest(svc.settings.dataverse_url, found), indent=2) + "\n")
+        return 0
+    for pair in found:
+        table = (
+            f"{pair.dataverse_table} (key {pair.primary_key})"
+            if pair.dataverse_table
+            else "no Dataverse table"
+        )
+        out.write(f"{pair.data_source}\t{pair.entity}\t{table}\n")
+    if not found:
+        out.write("the mapping table has no rows\n")
+    return 0
+
+
+def _provision(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
     for info in provision(svc.metadata, _configured_tables(svc, args.tables), svc.settings.lookup):
         state = "created" if info.created else "already there"
         out.write(

@@ -19,7 +19,8 @@ from .planner import RunRequest, RunRequestError, Started, parse_request
 from .service import Services
 from .service import services as _configured_services
 from .settings import SettingsError, apply_log_levels
-from .status import render_html, report
+from .status import report
+from .status_page import render_page
 from .statuses import Status
 from .worker import Outcome
 
@@ -101,35 +102,55 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
     return (500 if started.status == Status.FAILED else 202), started_view(started)
 
 
-def on_status_request(
-    params: Mapping[str, str], *, env: Mapping[str, str] | None = None
-) -> tuple[int, dict[str, Any]]:
-    """``GET /api/status``: the latest runs (``limit``, default 10, at most 100) or one (``run``)."""
+HISTORY_RUNS = 30
+"""Runs the status page's chart covers (the page details only the ``limit`` newest)."""
+
+
+def _status_query(params: Mapping[str, str]) -> tuple[int, str | None] | str:
+    """The ``limit`` and ``run`` of a status request, or what is wrong with them."""
     try:
         limit = int(params.get("limit") or 10)
     except ValueError:
-        return _error(400, "limit must be a whole number")
+        return "limit must be a whole number"
     if not 1 <= limit <= 100:
-        return _error(400, "limit must be between 1 and 100")
+        return "limit must be between 1 and 100"
     run_id = params.get("run") or None
     if run_id is not None and not is_run_id(run_id):
-        return _error(400, "run must be a run id such as 20261129T021500Z-1a2b3c4d")
+        return "run must be a run id such as 20261129T021500Z-1a2b3c4d"
+    return limit, run_id
+
+
+def _status_report(
+    params: Mapping[str, str], env: Mapping[str, str] | None, *, history: int = 0
+) -> tuple[int, dict[str, Any]]:
+    """The report a status request asks for (at least ``history`` runs), or the error answer."""
+    query = _status_query(params)
+    if isinstance(query, str):
+        return _error(400, query)
+    limit, run_id = query
     try:
         svc = services(env)
     except SettingsError as exc:
         return _error(500, "the app's settings are invalid", problems=exc.problems)
-    data = report(svc.state, limit=limit, run_id=run_id)
+    data = report(svc.state, now=svc.clock.now(), limit=max(limit, history), run_id=run_id)
     if run_id is not None and not data["runs"]:
         return _error(404, f"no run {run_id[:60]!r}")
     return 200, data
 
 
+def on_status_request(
+    params: Mapping[str, str], *, env: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    """``GET /api/status``: the latest runs (``limit``, default 10, at most 100) or one (``run``)."""
+    return _status_report(params, env)
+
+
 def on_status_page(params: Mapping[str, str], *, env: Mapping[str, str] | None = None) -> tuple[int, str]:
-    """``GET /api/status?format=html``: the same report as a small HTML page."""
-    status, data = on_status_request(params, env=env)
+    """``GET /api/status?format=html``: the live page, its chart over the last ``HISTORY_RUNS`` runs."""
+    status, data = _status_report(params, env, history=HISTORY_RUNS)
     if status != 200:
         return status, f"<!doctype html><title>{status}</title><p>{html.escape(str(data.get('error')))}</p>"
-    return status, render_html(data)
+    return status, render_page(data, detailed=int(params.get("limit") or 10))
 
 
 def on_message(text: str | None, dequeue_count: int, svc: Services | None = None) -> Outcome:

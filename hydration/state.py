@@ -58,6 +58,10 @@ class TaskRecord:
     requeues: int = 0
     """Re-enqueues for throttling of step ``requeue_seq`` (the cap is per step)."""
     requeue_seq: int = -1
+    phase: str = ""
+    """Where the pass stood after its last step (``checkpoints.Phase``), for the status."""
+    estimate: dict[str, Any] = field(default_factory=dict)
+    """The mapping rows left after its last step (``estimates.MappingLeft``), the basis of an ETA."""
 
     def to_entity(self) -> dict[str, Any]:
         """Storage properties."""

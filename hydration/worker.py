@@ -27,6 +27,7 @@ from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, ThrottledError
 from .dataverse.metadata import Metadata
 from .decision import LinkColumns
+from .estimates import count_mapping_left
 from .failures import Failures
 from .lanes import Lane, LaneBook
 from .mapping import Queries, Target
@@ -154,6 +155,7 @@ class Worker:
             return Outcome.DUPLICATE
         if checkpoint.active and checkpoint.run_id is not None:
             self.failures.superseded(checkpoint.run_id, message.table, by=message.run_id)
+        left = count_mapping_left(self.client, self._queries(target), started)
         self.state.update_task(
             message.run_id,
             message.table,
@@ -166,6 +168,8 @@ class Worker:
                 "navigation_property": target.lookup.navigation_property,
                 "created": created,
             },
+            phase=str(started.phase),
+            estimate=left.to_dict() if left else {},
         )
         log.info(
             "run %s table %s: %s pass started (%s)",
@@ -229,16 +233,28 @@ class Worker:
             )
             return Outcome.DUPLICATE
         checkpoint, etag = done
-        self.state.update_task(message.run_id, message.table, counters=checkpoint.counters.to_dict())
+        left = (
+            count_mapping_left(self.client, self._queries(target), checkpoint) if checkpoint.active else None
+        )
+        self.state.update_task(
+            message.run_id,
+            message.table,
+            counters=checkpoint.counters.to_dict(),
+            phase=str(checkpoint.phase),
+            estimate=left.to_dict() if left else {},
+        )
         if checkpoint.active:
             self._send_continuation(message, book, checkpoint, etag)
         else:
             self.failures.finish(message, checkpoint)
         return Outcome.DONE
 
+    def _queries(self, target: Target) -> Queries:
+        return Queries(target, self.settings.link.page_size, self.settings.link.read_chunk)
+
     def _sequencer(self, target: Target, book: LaneBook) -> Sequencer:
         link = self.settings.link
-        reads = PageReads(self.client, self.pool, Queries(target, link.page_size, link.read_chunk))
+        reads = PageReads(self.client, self.pool, self._queries(target))
         return Sequencer(
             readers={
                 Phase.RETRY: RetryReader(reads, self.state, link.page_size),

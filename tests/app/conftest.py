@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration.cli import drain_run, local_driver
+from hydration.local_run import drain_run, local_driver
 from hydration.service import Services, services
 from hydration.settings import Settings
 from hydration.storage.driver import QueueDriver

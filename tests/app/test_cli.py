@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration.cli import main, queue_options
+from hydration.cli import main
+from hydration.local_run import queue_options
 from hydration.manifest import parse
 from hydration.storage.errors import StorageError
 from tests.functions import python_without_settings

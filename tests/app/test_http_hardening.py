@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from hydration import handlers
 from hydration.messages import MessageError, TaskMessage, is_run_id
-from hydration.status import HTML_HEADERS, render_html
+from hydration.status_page import HTML_HEADERS, render_page
 from tests.functions import app_functions
 
 NOT_A_DATE = ["20260230T000000Z-00000000", "20261301T000000Z-00000000", "20260101T250000Z-00000000"]
@@ -113,7 +113,7 @@ def test_json_answers_are_not_sniffed() -> None:
 
 
 def test_the_policy_allows_exactly_the_page_style() -> None:
-    page = render_html({"runs": []})
+    page = render_page({"task": "t", "group": "g", "generated": "now", "runs": []}, detailed=10)
     (style,) = re.findall(r"<style>(.*?)</style>", page, flags=re.S)
     digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
     assert f"style-src 'sha256-{digest}'" in HTML_HEADERS["Content-Security-Policy"]

@@ -1,0 +1,46 @@
+"""The status as text for the command line: ``python -m hydration status`` and the end of ``run``.
+
+It renders the view of ``status`` (the JSON of ``GET /api/status``) and shows every status as it is
+stored, so a status added later reads as itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .progress import eta_text, pace_text
+
+
+def table_line(table: dict[str, Any]) -> str:
+    """One table of a run: status, counts, throttling, and pace and ETA where there are any."""
+    counts = table["counts"]
+    verb = "to write" if table["kind"] == "plan" else "written"
+    line = (
+        f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
+        f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
+        f"throttled {table['throttledSeconds']:>6.0f} s"
+    )
+    extras = [pace_text(table["progress"])]
+    eta = eta_text(table["progress"])
+    extras.append(f"ETA {eta}" if eta else "")
+    shown = ", ".join(text for text in extras if text)
+    return f"{line}  {shown}" if shown else line
+
+
+def render(data: dict[str, Any]) -> str:
+    """The report as a text table."""
+    lines: list[str] = []
+    for run in data["runs"]:
+        lines.append(
+            f"run {run['runId']}  {run['status']:10}  trigger {run['trigger']}  started {run['started']}"
+            + (f"  ended {run['ended']}" if run["ended"] else "")
+        )
+        if run["details"]:
+            lines.append(f"  {run['details']}")
+        for table in run["tables"]:
+            lines.append(table_line(table))
+            if table["details"]:
+                lines.append(f"    {table['details']}")
+    if not lines:
+        lines.append("no runs yet")
+    return "\n".join(lines)
