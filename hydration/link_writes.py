@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
-from .checkpoints import Counters
+from .checkpoints import Change, Counters
 from .dataverse import odata
 from .dataverse.batch import Part
 from .dataverse.client import DataverseClient
@@ -42,6 +42,8 @@ class Landed:
     resolved: frozenset[str]
     attempts: dict[str, int]
     """The attempt each retried row is on (absent: its first)."""
+    changes: tuple[Change, ...] = ()
+    """A sample of the page's changes to existing links (clears only where stale links are cleared)."""
 
 
 class PendingWrites:
@@ -87,7 +89,8 @@ class PendingWrites:
         if self.kind is PageKind.RECONCILE and self._clear_stale:
             extra = extra + Counters(cleared=len(decision.clears) - len(clear_failed))
         resolved = decision.resolved - failed - clear_failed
-        return Landed(decision.counters + extra, retries, resolved, dict(decision.attempts))
+        changes = tuple(c for c in decision.changes if c[2] is not None or self._clear_stale)
+        return Landed(decision.counters + extra, retries, resolved, dict(decision.attempts), changes)
 
 
 class DecidedLater:

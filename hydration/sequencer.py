@@ -30,7 +30,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, only_rerun_asked
+from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, merge_changes, only_rerun_asked
 from .clock import Clock
 from .decision import LinkColumns, PageKind, RetryLimit, Snapshot, decide
 from .link_writes import DecidedLater, Landed, LinkWriter, PendingWrites
@@ -159,6 +159,7 @@ class Sequencer:
                 pages += 1
             stop = (
                 not planned.active
+                or planned.phase is Phase.GUARD
                 or self.clock.monotonic() >= deadline
                 or (self.limits.pages is not None and pages >= self.limits.pages)
             )
@@ -197,6 +198,7 @@ class Sequencer:
             item.after,
             counters=counters,
             rerun_requested=committed.rerun_requested or item.after.rerun_requested,
+            changes=merge_changes(committed.changes, landed.changes if landed is not None else ()),
         )
         for _ in range(3):
             saved = self._end_step(base, now) if final else base
