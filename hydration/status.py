@@ -1,8 +1,9 @@
 """What users watch: the latest runs and their tables, as JSON (``GET /api/status``) or a text table.
 
 A run's status is derived from its tasks whenever it is read, so it can never disagree with them:
-Running while any table is queued or running, Failed when any failed, Skipped when every table was
-Skipped, Successful otherwise. A run closed before any task (an invalid manifest, a private data lake,
+Running while any table is queued or running, Held while any table waits for approval (the run is not
+over: approving it goes on), Failed when any failed, Skipped when every table was Skipped, Successful
+otherwise. A run closed before any task (an invalid manifest, a private data lake,
 nothing eligible) keeps the status it was recorded with.
 """
 
@@ -17,7 +18,7 @@ from typing import Any
 from .checkpoints import Counters
 from .messages import is_run_id
 from .state import StateStore, TaskRecord
-from .statuses import FINAL, Status
+from .statuses import FINAL, SETTLED, Status
 
 TASK_NAME = "CustomerId Backstamping Hydration"
 GROUP = "Dataverse Hydration"
@@ -29,7 +30,7 @@ def _time(value: Any) -> str | None:
 
 def task_status(task: TaskRecord) -> str:
     """The status users see: a queued task counts as Running."""
-    return task.status if task.status in FINAL else Status.RUNNING
+    return task.status if task.status in SETTLED else Status.RUNNING
 
 
 def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
@@ -39,6 +40,8 @@ def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
     statuses = [task_status(t) for t in tasks]
     if Status.RUNNING in statuses:
         return Status.RUNNING
+    if Status.HELD in statuses:
+        return Status.HELD
     if Status.FAILED in statuses:
         return Status.FAILED
     if all(s == Status.SKIPPED for s in statuses):
@@ -61,7 +64,14 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "counts": counts,
         "throttledSeconds": round(float(throttled), 1),
         "sources": [list(s) for s in task.sources],
+        **({"guard": task.guard} if task.guard else {}),
+        **({"approve": approve_hint(task.run_id)} if task.status == Status.HELD else {}),
     }
+
+
+def approve_hint(run_id: str) -> str:
+    """How an operator approves a held run."""
+    return f"python -m hydration approve {run_id}  (or POST /api/runs/{run_id}/approve)"
 
 
 def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
@@ -116,7 +126,7 @@ def render(data: dict[str, Any]) -> str:
             lines.append(f"  {run['details']}")
         for table in run["tables"]:
             counts = table["counts"]
-            verb = "to write" if table["kind"] == "plan" else "written"
+            verb = "to write" if table["kind"] == "plan" or table["status"] == Status.HELD else "written"
             lines.append(
                 f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
                 f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
@@ -124,15 +134,30 @@ def render(data: dict[str, Any]) -> str:
             )
             if table["details"]:
                 lines.append(f"    {table['details']}")
+            lines.extend(_held_lines(table))
     if not lines:
         lines.append("no runs yet")
     return "\n".join(lines)
+
+
+def _held_lines(table: dict[str, Any]) -> list[str]:
+    """A held table's sample of changes (row: old → new profile) for the text table."""
+    guard = table.get("guard") or {}
+    if table["status"] != Status.HELD or not guard:
+        return []
+    lines = [
+        f"    sample of the changes ({len(guard['sample'])} of {guard['relinked'] + guard['cleared']:,}):"
+    ]
+    for change in guard["sample"]:
+        lines.append(f"      {change['row']}: {change['from']} -> {change['to'] or 'cleared'}")
+    return lines
 
 
 _STYLE = (
     "body{font:14px system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:.5em 0 2em}\n"
     "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\n"
     ".Successful{color:#107c10}.Failed{color:#a4262c}.Skipped{color:#605e5c}.Running{color:#0078d4}"
+    ".Held{color:#8a5a00;font-weight:bold}"
 )
 _PAGE = (
     '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>\n'
@@ -154,6 +179,12 @@ JSON_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-refe
 """Headers of every JSON answer."""
 
 
+def _held_html(table: dict[str, Any]) -> str:
+    """A held table's sample of changes as a list (ids only, escaped all the same)."""
+    items = "".join(f"<li>{escape(line.strip())}</li>" for line in _held_lines(table)[1:])
+    return f'<ul class="sample">{items}</ul>' if items else ""
+
+
 def render_html(data: dict[str, Any]) -> str:
     """The report as a small self-contained HTML page (every value escaped: details can echo input)."""
     parts: list[str] = []
@@ -172,7 +203,7 @@ def render_html(data: dict[str, Any]) -> str:
             parts.append(
                 f'<tr><td>{escape(table["table"])}</td><td class="{task_status}">{task_status}</td>'
                 f"<td>{counts['written']:,}</td><td>{counts['already_correct']:,}</td><td>{counts['cleared']:,}</td>"
-                f"<td>{table['throttledSeconds']:.0f}</td><td>{escape(table['details'])}</td></tr>"
+                f"<td>{table['throttledSeconds']:.0f}</td><td>{escape(table['details'])}{_held_html(table)}</td></tr>"
             )
         parts.append("</table>")
     if not data["runs"]:
