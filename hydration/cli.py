@@ -1,4 +1,4 @@
-"""``python -m hydration``: run, plan, status, discover and provision from a shell.
+"""``python -m hydration``: run, plan, status, approve, discover and provision from a shell.
 
 ``run`` and ``plan`` start a run through the same planner as the Functions triggers, then drain the job
 queue locally through the same handlers the queue functions call, following the host's queue settings
@@ -6,7 +6,9 @@ from ``host.json`` (dequeue count, retry delay, poison queue), and print progres
 Settings come from the environment, as in the Functions app (see ``local.settings.sample.json``).
 
 Exit codes: 0 the run succeeded (or the command did its job); 1 the run failed; 2 invalid settings,
-manifest or arguments; 3 the run was Skipped.
+manifest or arguments (an unknown run to approve); 3 the run was Skipped; 4 storage unreachable or
+misconfigured; 5 the run is Held by the relink guard (approve it with ``approve RUN``); 6 the run to
+approve has nothing held.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from . import handlers
+from .approval import ApprovalError, NothingHeldError, approve
 from .dataverse.errors import DataverseError
 from .dataverse.metadata import provision
 from .discovery import discover, draft_manifest
@@ -28,12 +31,12 @@ from .manifest import ManifestError, entry_problem
 from .planner import RunRequest, RunRequestError
 from .service import Services, services
 from .settings import SettingsError, apply_log_levels
-from .status import render, report, run_view
-from .statuses import FINAL, Status
+from .status import approve_hint, render, report, run_view
+from .statuses import FINAL, SETTLED, Status
 from .storage.driver import Delivery, QueueDriver
 from .storage.errors import StorageError
 
-EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3}
+EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3, Status.HELD: 5}
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 
@@ -95,14 +98,14 @@ def _progress(view: dict[str, Any], seen: dict[str, tuple[Any, ...]], out: TextI
 def drain_run(
     svc: Services, run_id: str, *, out: TextIO, poll: float = 0.5, driver: QueueDriver | None = None
 ) -> dict[str, Any]:
-    """Process queue messages until the run is final; returns the run's status view."""
+    """Process queue messages until the run is final or held; returns the run's status view."""
     driver = driver or local_driver(svc)
     seen: dict[str, tuple[Any, ...]] = {}
     while True:
         record = svc.state.run(run_id) or {"run_id": run_id}
         view = run_view(svc.state, record)
         _progress(view, seen, out)
-        if view["status"] in FINAL:
+        if view["status"] in SETTLED:
             return view
         if driver.step() is None:
             driver.clock.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
@@ -119,9 +122,27 @@ def _start(svc: Services, request: RunRequest, out: TextIO) -> int:
         if started.details:
             out.write(f"  {started.details}\n")
         return EXIT[started.status]
-    view = drain_run(svc, started.run_id, out=out)
+    return _follow(svc, started.run_id, out)
+
+
+def _follow(svc: Services, run_id: str, out: TextIO) -> int:
+    """Process the run here until it is final or held, print its status, and return its exit code."""
+    view = drain_run(svc, run_id, out=out)
     out.write("\n" + render({"runs": [view]}) + "\n")
+    if view["status"] == Status.HELD:
+        out.write(f"\nheld: nothing was written to the held tables; to go on: {approve_hint(run_id)}\n")
     return EXIT[view["status"]]
+
+
+def _approve(svc: Services, run_id: str, out: TextIO) -> int:
+    """Resume a held run's tables live, then process it here as ``run`` does."""
+    try:
+        approved = approve(svc.state, svc.queue, run_id, owner="cli-approval", now=svc.clock.now())
+    except ApprovalError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 6 if isinstance(exc, NothingHeldError) else 2
+    out.write(f"run {run_id}: approved, {', '.join(approved.tables)} resumed\n")
+    return _follow(svc, run_id, out)
 
 
 def _tables(text: str | None) -> tuple[str, ...] | None:
@@ -138,6 +159,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start a run and process it here, with progress")
     run.add_argument("--full", action="store_true", help="a full pass (with reconcile) for every table")
     run.add_argument("--tables", help="comma-separated Dataverse tables among those configured")
+    run.add_argument(
+        "--approve", action="store_true", help="with --full: accept every link it changes (never held)"
+    )
     plan = commands.add_parser("plan", help="dry run: what a run would write and clear, writing nothing")
     plan.add_argument("--full", action="store_true")
     plan.add_argument("--tables")
@@ -145,6 +169,8 @@ def _parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="the same JSON as GET /api/status")
     status.add_argument("--run", help="one run's id")
     status.add_argument("--limit", type=int, default=5)
+    approve_cmd = commands.add_parser("approve", help="let a held run's tables go on live, and process it")
+    approve_cmd.add_argument("run", help="the held run's id")
     discover_cmd = commands.add_parser("discover", help="the (data source, table) pairs in the mapping")
     discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
     prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
@@ -190,9 +216,15 @@ _ERRORS: dict[type[Exception], tuple[str, int]] = {
 def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
     if args.command in ("run", "plan"):
         request = RunRequest(
-            trigger="cli", full=args.full, tables=_tables(args.tables), plan=args.command == "plan"
+            trigger="cli",
+            full=args.full,
+            tables=_tables(args.tables),
+            plan=args.command == "plan",
+            approve=getattr(args, "approve", False),
         )
         return _start(svc, request, out)
+    if args.command == "approve":
+        return _approve(svc, args.run, out)
     if args.command == "status":
         data = report(svc.state, limit=max(1, min(args.limit, 100)), run_id=args.run)
         out.write((json.dumps(data, indent=2) if args.json else render(data)) + "\n")
