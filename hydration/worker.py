@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
 
-from .checkpoints import Checkpoint, Phase, end_step, lease_expired, only_rerun_asked
+from .checkpoints import Checkpoint, FullPassReason, Phase, end_step, lease_expired, only_rerun_asked
 from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, ThrottledError
@@ -64,6 +64,11 @@ class Outcome(Enum):
     """The relink guard held the pass: nothing was written, it waits for approval."""
     REJECTED = "rejected"
     """The message itself is invalid, or does not match the task it names."""
+
+
+def _started(reason: FullPassReason | None) -> tuple[str, str]:
+    """A started pass in words for the log: its kind and why."""
+    return ("full", reason.message) if reason else ("incremental", "changes only")
 
 
 class Worker:
@@ -140,26 +145,9 @@ class Worker:
         self, message: TaskMessage, task: TaskRecord, book: LaneBook, checkpoint: Checkpoint, etag: str
     ) -> Outcome | tuple[Checkpoint, str]:
         now = self.clock.now()
-        held = checkpoint.phase is Phase.HELD
-        if held and not task.approve:
-            self.state.update_task(
-                message.run_id,
-                message.table,
-                status=Status.SKIPPED,
-                ended=now,
-                details=held_elsewhere(checkpoint.run_id),
-            )
-            return Outcome.SKIPPED
-        if checkpoint.active and not lease_expired(checkpoint, now=now, ttl=self.settings.lease_ttl):
-            try:
-                book.save(replace(checkpoint, rerun_requested=True), etag)
-            except ConflictError:
-                return Outcome.DUPLICATE
-            details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
-            self.state.update_task(
-                message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
-            )
-            return Outcome.SKIPPED
+        busy = self._busy(message, task, book, checkpoint, etag)
+        if busy is not None:
+            return busy
         lane = book.lane
         live = checkpoint if lane is Lane.LIVE else self.state.checkpoint(message.table).value
         started, reason, target, created = self.starter.start(
@@ -176,30 +164,46 @@ class Worker:
             return Outcome.DUPLICATE
         if checkpoint.active and checkpoint.run_id is not None:
             self.failures.superseded(checkpoint.run_id, message.table, by=message.run_id)
-        if held and checkpoint.run_id is not None:
+        if checkpoint.phase is Phase.HELD and checkpoint.run_id is not None:
             self.failures.hold_replaced(checkpoint.run_id, message.table, by=message.run_id)
+        details = reason.message if reason else "incremental pass"
+        if started.survey:
+            details += "; counting what it would change before writing (relink guard)"
         self.state.update_task(
             message.run_id,
             message.table,
             status=Status.RUNNING,
             started=now,
             full=reason is not None,
-            details=(reason.message if reason else "incremental pass")
-            + ("; counting what it would change before writing (relink guard)" if started.survey else ""),
+            details=details,
             lookup={
                 "attribute": target.lookup.attribute,
                 "navigation_property": target.lookup.navigation_property,
                 "created": created,
             },
         )
-        log.info(
-            "run %s table %s: %s pass started (%s)",
-            message.run_id,
-            message.table,
-            "full" if reason else "incremental",
-            reason.message if reason else "changes only",
-        )
+        log.info("run %s table %s: %s pass started (%s)", message.run_id, message.table, *_started(reason))
         return started, new_etag
+
+    def _busy(
+        self, message: TaskMessage, task: TaskRecord, book: LaneBook, checkpoint: Checkpoint, etag: str
+    ) -> Outcome | None:
+        """Skip the task when the table is held (unless this run is approved) or leased by another run."""
+        now = self.clock.now()
+        if checkpoint.phase is Phase.HELD and not task.approve:
+            details = held_elsewhere(checkpoint.run_id)
+        elif checkpoint.active and not lease_expired(checkpoint, now=now, ttl=self.settings.lease_ttl):
+            try:
+                book.save(replace(checkpoint, rerun_requested=True), etag)
+            except ConflictError:
+                return Outcome.DUPLICATE
+            details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
+        else:
+            return None
+        self.state.update_task(
+            message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
+        )
+        return Outcome.SKIPPED
 
     # -- duplicates -------------------------------------------------------------------------
 
