@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from .checkpoints import Checkpoint
-from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter
+from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter, SurveyWriter
 from .mapping import Target
 from .state import StateStore
 from .writers import WritePool
@@ -34,8 +34,10 @@ class Lane(StrEnum):
 
     def writer(self, target: Target, pool: WritePool, *, clear_stale: bool, survey: bool) -> LinkWriter:
         """The writer of the lane's decisions (a live pass's survey writes nothing, as a dry run)."""
-        if self is Lane.PLAN or survey:
+        if self is Lane.PLAN:
             return DryRunWriter(clear_stale=clear_stale)
+        if survey:
+            return SurveyWriter(clear_stale=clear_stale)
         return LiveWriter(target, pool, clear_stale=clear_stale)
 
 
