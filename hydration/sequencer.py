@@ -17,7 +17,9 @@ What holds page by page:
   the window names again to that page, reconcile and retry pages hold disjoint keys, and the pipeline
   drains where the phase changes;
 - an error stops the step: writes not yet sent are dropped, those in flight are waited for, and the
-  error goes to the worker.
+  error goes to the worker;
+- a survey (the relink guard's first walk) ends its step at phase ``guard``: the guard's decision is a
+  step of its own, which the worker takes.
 """
 
 from __future__ import annotations
