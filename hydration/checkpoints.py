@@ -271,18 +271,28 @@ def advance(checkpoint: Checkpoint, outcome: PageOutcome, *, now: datetime) -> C
     return finish_pass(renewed, now=now, manifest_hash=renewed.manifest_hash or "")
 
 
-def end_step(checkpoint: Checkpoint, *, rerun_end: datetime | None, owner: str, now: datetime) -> Checkpoint:
+def end_step(
+    checkpoint: Checkpoint, *, rerun_end: datetime | None, owner: str, now: datetime, survey: bool = False
+) -> Checkpoint:
     """The checkpoint at the end of a step: the next step number, which its continuation carries.
 
     When the step finished the pass and a rerun was asked for meanwhile (``rerun_requested``), an
     incremental pass starts in the same run, window ending at ``rerun_end`` (``None``: no rerun, as in
-    a dry run), with its first step's continuation still to send.
+    a dry run), with its first step's continuation still to send; ``survey``: the rerun is surveyed
+    first, as any live pass of a linked table (the relink guard).
     """
     ended = replace(checkpoint, seq=checkpoint.seq + 1)
     if ended.active or not ended.rerun_requested or rerun_end is None or ended.run_id is None:
         return ended
     restarted = start_pass(
-        ended, run_id=ended.run_id, owner=owner, now=now, end=rerun_end, full=False, seq=ended.seq
+        ended,
+        run_id=ended.run_id,
+        owner=owner,
+        now=now,
+        end=rerun_end,
+        full=False,
+        seq=ended.seq,
+        survey=survey,
     )
     return replace(restarted, sent_seq=restarted.seq - 1)
 

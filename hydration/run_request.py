@@ -58,6 +58,8 @@ def parse_request(data: Any, *, trigger: str) -> RunRequest:
     for key in ("full", "plan", "approve"):
         if key in data and not isinstance(data[key], bool):
             raise RunRequestError(f"{key!r} must be true or false")
+    if data.get("approve") and trigger == "event":
+        raise RunRequestError("an event cannot approve a pass: approval is an operator's (CLI or HTTP)")
     return RunRequest(
         trigger=trigger,
         full=data.get("full", False),

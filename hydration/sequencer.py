@@ -109,6 +109,7 @@ class Sequencer:
         clock: Clock,
         owner: str,
         rerun_end: Callable[[], datetime] | None,
+        rerun_survey: bool = False,
     ) -> None:
         self.readers = readers
         self.writer = writer
@@ -120,6 +121,8 @@ class Sequencer:
         self.rerun_end = rerun_end
         """The window end of a requested rerun's pass (the server's time minus settle); ``None``: a
         lane that does not rerun (a dry run)."""
+        self.rerun_survey = rerun_survey
+        """Whether a requested rerun's pass is surveyed first (the relink guard is on)."""
         self._stop = threading.Event()
         """Set by the first failed write of the step: none of its writes is sent after it."""
 
@@ -216,4 +219,4 @@ class Sequencer:
     def _end_step(self, checkpoint: Checkpoint, now: datetime) -> Checkpoint:
         wants_rerun = not checkpoint.active and checkpoint.rerun_requested and self.rerun_end is not None
         rerun_end = self.rerun_end() if wants_rerun and self.rerun_end is not None else None
-        return end_step(checkpoint, rerun_end=rerun_end, owner=self.owner, now=now)
+        return end_step(checkpoint, rerun_end=rerun_end, owner=self.owner, now=now, survey=self.rerun_survey)

@@ -317,6 +317,7 @@ class Worker:
             clock=self.clock,
             owner=self.settings.owner,
             rerun_end=self.starter.window_end if book.lane.reruns else None,
+            rerun_survey=self.settings.relink.enabled,
         )
 
     # -- the poison queue -------------------------------------------------------------------

@@ -14,6 +14,7 @@ from hydration.checkpoints import (
     PageOutcome,
     Phase,
     advance,
+    end_step,
     merge_changes,
     start_pass,
 )
@@ -161,3 +162,13 @@ def test_the_sample_is_bounded_and_names_each_row_once() -> None:
     assert len(merged) == SAMPLE_SIZE
     assert merged[0] == ("s3", "x", "y")
     assert [c[0] for c in merged].count("s3") == 1
+
+
+@pytest.mark.parametrize("survey", [True, False])
+def test_a_rerun_in_the_same_run_is_surveyed_when_the_guard_is_on(survey: bool) -> None:
+    base = Checkpoint(table="contact", watermark=T0, manifest_hash="h")
+    live = start_pass(base, run_id="r", owner="w", now=T0, end=END, full=False)
+    live = advance(live, PageOutcome(Phase.RETRY, None, more=False), now=T0)
+    done = replace(advance(live, PageOutcome(Phase.MAPPING, "k", more=False), now=T0), rerun_requested=True)
+    rerun = end_step(done, rerun_end=END + timedelta(hours=1), owner="w", now=END, survey=survey)
+    assert (rerun.phase, rerun.survey, rerun.window_start) == (Phase.RETRY, survey, END)
