@@ -278,10 +278,10 @@ class Worker:
             decided = end_step(go_live(checkpoint), rerun_end=None, owner=self.settings.owner, now=now)
         else:
             decided = hold(checkpoint)
-        try:
-            etag = book.save(decided, etag)
-        except ConflictError:
+        saved = self._save_decision(book, checkpoint, decided, etag)
+        if saved is None:
             return Outcome.DUPLICATE  # another copy of this step decided first
+        decided, etag = saved
         if decided.active:
             details = f"{'full' if decided.full else 'incremental'} pass; the relink guard let it go: "
             details += f"{view['relinked'] + view['cleared']:,} existing links change, within the limits"
@@ -298,6 +298,20 @@ class Worker:
         self.state.update_task(message.run_id, message.table, status=Status.HELD, details=details, guard=view)
         log.warning("run %s table %s: %s", message.run_id, message.table, details)
         return Outcome.HELD
+
+    def _save_decision(
+        self, book: LaneBook, claimed: Checkpoint, decided: Checkpoint, etag: str
+    ) -> tuple[Checkpoint, str] | None:
+        """Save the guard's decision, merging a rerun request saved meanwhile; None: another copy won."""
+        for _ in range(3):
+            try:
+                return decided, book.save(decided, etag)
+            except ConflictError:
+                stored, etag = book.load(claimed.table)
+                if not only_rerun_asked(stored, claimed):
+                    return None
+                claimed, decided = stored, replace(decided, rerun_requested=True)
+        return None
 
     def _sequencer(self, target: Target, book: LaneBook, *, survey: bool) -> Sequencer:
         link = self.settings.link
