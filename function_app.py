@@ -42,8 +42,15 @@ def unification_completed(event: func.EventGridEvent) -> None:
 @app.function_name("start_runs")
 @app.route(route="runs", methods=["POST"])
 def start_runs(req: func.HttpRequest) -> func.HttpResponse:
-    """``POST /api/runs`` with ``{"full", "tables", "plan"}`` (all optional): 202 and the run id."""
+    """``POST /api/runs`` with ``{"full", "tables", "plan", "approve"}`` (all optional): 202, the run id."""
     return _json(*handlers.on_runs_request(req.get_body()))
+
+
+@app.function_name("approve_run")
+@app.route(route="runs/{run_id}/approve", methods=["POST"])
+def approve_run(req: func.HttpRequest) -> func.HttpResponse:
+    """``POST /api/runs/{id}/approve``: a held run's tables go on live; 404 or 409 when nothing is held."""
+    return _json(*handlers.on_approve_request(req.route_params.get("run_id", "")))
 
 
 @app.function_name("status")

@@ -13,6 +13,7 @@ period.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -20,7 +21,11 @@ from typing import Any
 
 
 class Phase(StrEnum):
-    """Where a pass stands. A pass goes retry → mapping → (full passes only) reconcile → done."""
+    """Where a pass stands. A pass goes retry → mapping → (full passes only) reconcile → done.
+
+    A guarded pass (``survey``) first walks the same phases writing nothing, then stops at ``guard``,
+    where the relink guard (``relink_guard``) either starts it again live or holds it.
+    """
 
     RETRY = "retry"
     """Re-deciding the rows of the table's retry list, a page at a time."""
@@ -30,6 +35,10 @@ class Phase(StrEnum):
     """A full pass re-checks every linked row and clears stale links."""
     DONE = "done"
     """No pass under way."""
+    GUARD = "guard"
+    """A survey is complete: the next step counts the table's links and decides to go on or hold."""
+    HELD = "held"
+    """The pass would change too many existing links: no lease, nothing written, until approved."""
 
     @classmethod
     def parse(cls, value: object) -> Phase:
@@ -78,6 +87,8 @@ class Counters:
     conflicts: int = 0
     invalid_keys: int = 0
     cleared: int = 0
+    relinked: int = 0
+    """Rows whose existing link named another profile and is (or, in a dry run, would be) rewritten."""
     stale: int = 0
     failed: int = 0
     retried_ok: int = 0
@@ -97,6 +108,26 @@ class Counters:
         """Read counters saved by ``to_dict``; unknown keys are ignored, missing ones are zero."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+
+Change = tuple[str, str, str | None]
+"""A change to an existing link: (source row id, its current profile, the new one or ``None``: cleared).
+Only GUIDs: a sample of changes names rows and profiles, never their contents."""
+SAMPLE_SIZE = 10
+"""Changes a pass keeps as its sample: enough for an operator to look some rows up, bounded."""
+
+
+def merge_changes(kept: tuple[Change, ...], more: Sequence[Change]) -> tuple[Change, ...]:
+    """The sample with further changes, each row once, at most ``SAMPLE_SIZE``."""
+    seen = {change[0] for change in kept}
+    merged = list(kept)
+    for change in more:
+        if len(merged) >= SAMPLE_SIZE:
+            break
+        if change[0] not in seen:
+            seen.add(change[0])
+            merged.append(change)
+    return tuple(merged)
 
 
 @dataclass(frozen=True)
@@ -121,11 +152,15 @@ class Checkpoint:
     lease_renewed: datetime | None = None
     rerun_requested: bool = False
     counters: Counters = field(default_factory=Counters)
+    survey: bool = False
+    """The pass is counting what it would change, writing nothing (the relink guard's first walk)."""
+    changes: tuple[Change, ...] = ()
+    """A sample of the pass's changes to existing links, at most ``SAMPLE_SIZE``."""
 
     @property
     def active(self) -> bool:
-        """Whether a pass is under way."""
-        return self.phase is not Phase.DONE
+        """Whether a pass is under way (a held pass is not: it has no lease and no message)."""
+        return self.phase not in (Phase.DONE, Phase.HELD)
 
 
 def window_end(server_now: datetime, settle: timedelta) -> datetime:
@@ -161,7 +196,15 @@ def full_pass_reason(
 
 
 def start_pass(
-    checkpoint: Checkpoint, *, run_id: str, owner: str, now: datetime, end: datetime, full: bool, seq: int = 0
+    checkpoint: Checkpoint,
+    *,
+    run_id: str,
+    owner: str,
+    now: datetime,
+    end: datetime,
+    full: bool,
+    seq: int = 0,
+    survey: bool = False,
 ) -> Checkpoint:
     """The checkpoint at step ``seq`` (0 for a new run) of a new pass for ``run_id``.
 
@@ -185,6 +228,8 @@ def start_pass(
         lease_renewed=now,
         rerun_requested=False,
         counters=Counters(),
+        survey=survey,
+        changes=(),
     )
 
 
@@ -215,6 +260,9 @@ def advance(checkpoint: Checkpoint, outcome: PageOutcome, *, now: datetime) -> C
         return replace(renewed, phase=Phase.MAPPING, cursor=None, retry_cursor=None)
     if outcome.more:
         return replace(renewed, cursor=outcome.cursor)
+    if checkpoint.survey:  # nothing was written: the watermark stays, the guard decides
+        more = outcome.phase is Phase.MAPPING and renewed.full
+        return replace(renewed, cursor=None, phase=Phase.RECONCILE if more else Phase.GUARD)
     if outcome.phase is Phase.MAPPING:
         mapped = replace(renewed, watermark=renewed.window_end, cursor=None)  # the window is fully read
         if mapped.full:
@@ -223,18 +271,28 @@ def advance(checkpoint: Checkpoint, outcome: PageOutcome, *, now: datetime) -> C
     return finish_pass(renewed, now=now, manifest_hash=renewed.manifest_hash or "")
 
 
-def end_step(checkpoint: Checkpoint, *, rerun_end: datetime | None, owner: str, now: datetime) -> Checkpoint:
+def end_step(
+    checkpoint: Checkpoint, *, rerun_end: datetime | None, owner: str, now: datetime, survey: bool = False
+) -> Checkpoint:
     """The checkpoint at the end of a step: the next step number, which its continuation carries.
 
     When the step finished the pass and a rerun was asked for meanwhile (``rerun_requested``), an
     incremental pass starts in the same run, window ending at ``rerun_end`` (``None``: no rerun, as in
-    a dry run), with its first step's continuation still to send.
+    a dry run), with its first step's continuation still to send; ``survey``: the rerun is surveyed
+    first, as any live pass of a linked table (the relink guard).
     """
     ended = replace(checkpoint, seq=checkpoint.seq + 1)
     if ended.active or not ended.rerun_requested or rerun_end is None or ended.run_id is None:
         return ended
     restarted = start_pass(
-        ended, run_id=ended.run_id, owner=owner, now=now, end=rerun_end, full=False, seq=ended.seq
+        ended,
+        run_id=ended.run_id,
+        owner=owner,
+        now=now,
+        end=rerun_end,
+        full=False,
+        seq=ended.seq,
+        survey=survey,
     )
     return replace(restarted, sent_seq=restarted.seq - 1)
 

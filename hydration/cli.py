@@ -12,7 +12,8 @@ dry run.
 Exit codes: 0 the run succeeded (or the command did its job, also ``retry-failed`` with nothing to
 retry); 1 the run failed; 2 invalid settings, manifest or arguments; 3 the run was Skipped; 4 storage
 unreachable or misconfigured; 5 the preflight found a problem that blocks a run (``plan`` exits 5 when
-its dry run succeeded but the preflight blocks).
+its dry run succeeded but the preflight blocks); 6 the run is Held by the relink guard (approve it with
+``approve RUN``); 7 the run to approve has nothing held (an unknown run to approve is 2).
 """
 
 from __future__ import annotations
@@ -25,11 +26,12 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
+from .approval import ApprovalError, NothingHeldError, approve
 from .dataverse.errors import DataverseError
 from .dataverse.metadata import provision
 from .discovery import discover, draft_manifest
 from .history import render_history
-from .local_run import start_and_drain
+from .local_run import NOTHING_HELD_EXIT, follow, start_and_drain
 from .manifest import ManifestError, entry_problem
 from .planner import RunRequest, RunRequestError
 from .preflight import run_preflight
@@ -58,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="start a run and process it here, with progress")
     run.add_argument("--full", action="store_true", help="a full pass (with reconcile) for every table")
     run.add_argument("--tables", help="comma-separated Dataverse tables among those configured")
+    run.add_argument(
+        "--approve", action="store_true", help="with --full: accept every link it changes (never held)"
+    )
     plan = commands.add_parser("plan", help="dry run: what a run would write and clear, writing nothing")
     plan.add_argument("--full", action="store_true")
     plan.add_argument("--tables")
@@ -71,6 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--limit", type=int, default=20, help="how many runs (at most 100)")
     history.add_argument("--json", action="store_true", help="the same JSON as GET /api/status")
     commands.add_parser("retry-failed", help="start a run for the tables whose latest task Failed")
+    approve_cmd = commands.add_parser("approve", help="let a held run's tables go on live, and process it")
+    approve_cmd.add_argument("run", help="the held run's id")
     discover_cmd = commands.add_parser("discover", help="the (data source, table) pairs in the mapping")
     discover_cmd.add_argument("--manifest", action="store_true", help="print a draft manifest instead")
     prov = commands.add_parser("provision", help="create the lookup column (for an administrator)")
@@ -137,9 +144,17 @@ def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
     if args.command in ("run", "plan"):
         plan = args.command == "plan"
         checked = _preflight(svc, args.tables, out) if plan else 0
-        request = RunRequest(trigger="cli", full=args.full, tables=_tables(args.tables), plan=plan)
+        request = RunRequest(
+            trigger="cli",
+            full=args.full,
+            tables=_tables(args.tables),
+            plan=plan,
+            approve=getattr(args, "approve", False),
+        )
         code = start_and_drain(svc, request, out)
         return checked if code == 0 else code
+    if args.command == "approve":
+        return _approve(svc, args.run, out)
     if args.command == "status":
         return _status(args, svc, out)
     if args.command == "history":
@@ -151,6 +166,17 @@ def _command(args: argparse.Namespace, svc: Services, out: TextIO) -> int:
     if args.command == "discover":
         return _discover(args, svc, out)
     return _provision(args, svc, out)
+
+
+def _approve(svc: Services, run_id: str, out: TextIO) -> int:
+    """Resume a held run's tables live, then process it here as ``run`` does."""
+    try:
+        approved = approve(svc.state, svc.queue, run_id, owner="cli-approval", now=svc.clock.now())
+    except ApprovalError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return NOTHING_HELD_EXIT if isinstance(exc, NothingHeldError) else 2
+    out.write(f"run {run_id}: approved, {', '.join(approved.tables)} resumed\n")
+    return follow(svc, run_id, out)
 
 
 def _status(args: argparse.Namespace, svc: Services, out: TextIO) -> int:

@@ -10,6 +10,8 @@ The rules, once for the whole product:
 - a source row's **winner** is its newest mapping row (ties: the greater mapping key); mapping rows
   that disagree are a conflict, counted;
 - a row whose link already equals the winner's profile (and partition id) is not written;
+- a row whose link names another profile is a **relink**, counted with a sample of (row, old, new):
+  what the relink guard weighs before a pass writes; a first link (no link yet) is not one;
 - a winner whose profile does not exist yet goes to the retry list;
 - a winner whose profile id does not parse is an invalid key: the row's link is left alone, whatever
   it is — nothing is ever cleared or overwritten because of data that could not be parsed;
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from .checkpoints import Counters
+from .checkpoints import SAMPLE_SIZE, Change, Counters
 from .dataverse import odata
 from .mapping import MAPPING_KEY, MAPPING_PROFILE, MAPPING_VALUE, PROFILE_KEY
 
@@ -158,6 +160,8 @@ class Decision:
     counters: Counters = field(default_factory=Counters)
     attempts: Mapping[str, int] = field(default_factory=dict)
     """The attempt each retried row is on (absent: its first)."""
+    changes: tuple[Change, ...] = ()
+    """A sample (at most ``SAMPLE_SIZE``) of the page's changes to existing links: relinks and clears."""
 
 
 @dataclass
@@ -168,9 +172,14 @@ class _Tally:
     resolved: set[str] = field(default_factory=set)
     counts: dict[str, int] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
+    changes: list[Change] = field(default_factory=list)
 
     def count(self, name: str, n: int = 1) -> None:
         self.counts[name] = self.counts.get(name, 0) + n
+
+    def change(self, source_id: str, old: str, new: str | None) -> None:
+        if len(self.changes) < SAMPLE_SIZE:
+            self.changes.append((source_id, old, new))
 
     def decision(self) -> Decision:
         return Decision(
@@ -180,6 +189,7 @@ class _Tally:
             frozenset(self.resolved),
             Counters(**self.counts),
             dict(self.attempts),
+            tuple(self.changes),
         )
 
 
@@ -243,6 +253,7 @@ def _decide_row(
         tally.resolved.add(source_id)
         if kind is PageKind.RECONCILE:
             tally.clears.append(source_id)
+            tally.change(source_id, odata.try_guid(row.get(columns.value)) or "", None)
         return
     if best.profile not in snapshot.profiles:
         if kind is not PageKind.RECONCILE:
@@ -257,4 +268,8 @@ def _decide_row(
         if kind is PageKind.RETRY:
             tally.count("retried_ok")
         return
+    current = odata.try_guid(row.get(columns.value))
+    if current is not None and current != best.profile:
+        tally.count("relinked")
+        tally.change(source_id, current, best.profile)
     tally.writes.append((source_id, best.profile, partition))

@@ -9,8 +9,9 @@ leaves the happy path goes through here.
   one step, the task is Failed with the reason and the lease released: the next run resumes.
 - **A lease taken over** (its pass made no progress for the lease time) closes the earlier run's task:
   Failed, "superseded by run …".
-- **The poison queue** records a task Failed, except for a stale step or a task already finished: a late
-  copy of a message the chain has moved past must not fail a good task.
+- **The poison queue** records a task Failed, except for a stale step or a task already finished (or
+  held): a late copy of a message the chain has moved past must not fail a good task.
+- **A held pass replaced** by an approved full pass (``--full --approve``) closes the held task Skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from .lanes import Lane, LaneBook
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings
 from .state import StateStore
-from .statuses import FINAL, Status
+from .statuses import FINAL, SETTLED, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 
@@ -152,6 +153,15 @@ class Failures:
         self.state.update_task(run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason)
         log.warning("run %s table %s: %s", run_id, table, reason)
 
+    def hold_replaced(self, run_id: str, table: str, *, by: str) -> None:
+        """Close the held task of a run whose table an approved full pass (``--full --approve``) took."""
+        task = self.state.task(run_id, table)
+        if task is None or task.value.status != Status.HELD:
+            return
+        reason = f"replaced by run {by}, an approved full pass; this run's held pass wrote nothing"
+        self.state.update_task(run_id, table, status=Status.SKIPPED, ended=self.clock.now(), details=reason)
+        log.warning("run %s table %s: %s", run_id, table, reason)
+
     def poison(self, text: str | None, dequeue_count: int) -> None:
         """The queue gave up on a message: record its task Failed, unless the message is stale."""
         try:
@@ -160,7 +170,7 @@ class Failures:
             log.error("a poison message could not be read: %s", exc)
             return
         task = self.state.task(message.run_id, message.table)
-        if task is None or task.value.status in FINAL or task.value.kind != message.kind:
+        if task is None or task.value.status in SETTLED or task.value.kind != message.kind:
             log.info(
                 "ignored a poison message for %s/%s: its task is finished or unknown",
                 message.run_id,

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from .approval import ApprovalError, approve
 from .messages import is_run_id
 from .planner import RunRequest, RunRequestError, Started, parse_request
 from .service import Services
@@ -87,7 +88,7 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
         data = json.loads(body) if body.strip() else {}
     except (ValueError, RecursionError):
         return _error(
-            400, "the request body is not JSON; send an object with optional keys full, tables, plan"
+            400, "the request body is not JSON; send an object with optional keys full, tables, plan, approve"
         )
     try:
         request = parse_request(data, trigger="http")
@@ -100,6 +101,24 @@ def on_runs_request(body: bytes, *, env: Mapping[str, str] | None = None) -> tup
     # A run that could not start for the configuration's sake (an invalid manifest, another organization)
     # is the app's fault, not the caller's: 500, with the recorded run and the reason.
     return (500 if started.status == Status.FAILED else 202), started_view(started)
+
+
+def on_approve_request(run_id: str, *, env: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """``POST /api/runs/{id}/approve``: 202 with the resumed tables; 400, 404 or 409 when nothing is."""
+    try:
+        svc = services(env)
+        approved = approve(svc.state, svc.queue, run_id, owner="approval", now=svc.clock.now())
+    except ApprovalError as exc:
+        return _error(exc.status, str(exc))
+    except SettingsError as exc:
+        return _error(500, "the app's settings are invalid", problems=exc.problems)
+    log.info("run %s approved: %s resumed", approved.run_id, ", ".join(approved.tables))
+    return 202, {
+        "runId": approved.run_id,
+        "status": Status.RUNNING,
+        "resumed": list(approved.tables),
+        "statusUrl": f"/api/status?run={approved.run_id}",
+    }
 
 
 HISTORY_RUNS = 30

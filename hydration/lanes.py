@@ -4,6 +4,7 @@ A dry run (``plan``) reads and decides exactly as a live pass does and writes no
 is settled here, once, from the task's kind: which checkpoint partition its steps move (``live`` or
 ``plan``, so a dry run never disturbs the live pass), which writer its decisions go to (``LiveWriter``
 or ``DryRunWriter``), whether its pages touch the retry list, and whether a rerun request restarts it.
+A live pass's survey (the relink guard's first walk) moves the live checkpoint but writes as a dry run.
 Nothing below the worker asks which lane it is in.
 """
 
@@ -14,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from .checkpoints import Checkpoint
-from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter
+from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter, SurveyWriter
 from .mapping import Target
 from .state import StateStore
 from .writers import WritePool
@@ -31,10 +32,12 @@ class Lane(StrEnum):
         """Whether a rerun asked for during a pass starts another pass when it ends (live only)."""
         return self is Lane.LIVE
 
-    def writer(self, target: Target, pool: WritePool, *, clear_stale: bool) -> LinkWriter:
-        """The writer of the lane's decisions."""
+    def writer(self, target: Target, pool: WritePool, *, clear_stale: bool, survey: bool) -> LinkWriter:
+        """The writer of the lane's decisions (a live pass's survey writes nothing, as a dry run)."""
         if self is Lane.PLAN:
             return DryRunWriter(clear_stale=clear_stale)
+        if survey:
+            return SurveyWriter(clear_stale=clear_stale)
         return LiveWriter(target, pool, clear_stale=clear_stale)
 
 
@@ -44,6 +47,8 @@ class LaneBook:
 
     state: StateStore
     lane: Lane
+    survey: bool = False
+    """The step surveys a live pass (``relink_rule``): like a dry run, it leaves the retry list alone."""
 
     @property
     def _plan(self) -> bool:
@@ -59,8 +64,8 @@ class LaneBook:
         return self.state.save_checkpoint(checkpoint, etag, plan=self._plan)
 
     def record(self, table: str, landed: Landed, *, resolve: bool, now: datetime) -> None:
-        """A live page's retries go on the retry list and its resolved rows leave it; a dry run's don't."""
-        if self._plan:
+        """A live page's retries go on the retry list and its resolved rows leave it (not a survey's)."""
+        if self._plan or self.survey:
             return
         for source_id, (reason, profile) in landed.retries.items():
             attempts = landed.attempts.get(source_id, 1)

@@ -3,7 +3,8 @@
 A dry run and a live pass differ in one object only: the writer. ``LiveWriter`` sends a decision's
 writes (``UpdateMultiple`` where the table supports it, else a ``$batch`` of ``PATCH`` with
 ``If-Match: *``) and clears (``DELETE …/<nav>/$ref``); ``DryRunWriter`` sends nothing and reports what
-would land. Both return ``PendingWrites``, which the sequencer waits on before the page's checkpoint.
+would land; ``SurveyWriter`` (a live pass's survey, for the relink guard) sends nothing and counts each
+changed link once. Both return ``PendingWrites``, which the sequencer waits on before the page's checkpoint.
 
 A failed bulk request is resent as single ``PATCH`` parts in one ``$batch`` with
 ``Prefer: odata.continue-on-error`` (standard tables' ``UpdateMultiple`` is all-or-nothing), so good rows
@@ -16,10 +17,10 @@ import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-from .checkpoints import Counters
+from .checkpoints import Change, Counters
 from .dataverse import odata
 from .dataverse.batch import Part
 from .dataverse.client import DataverseClient
@@ -42,6 +43,8 @@ class Landed:
     resolved: frozenset[str]
     attempts: dict[str, int]
     """The attempt each retried row is on (absent: its first)."""
+    changes: tuple[Change, ...] = ()
+    """A sample of the page's changes to existing links (clears only where stale links are cleared)."""
 
 
 class PendingWrites:
@@ -87,7 +90,8 @@ class PendingWrites:
         if self.kind is PageKind.RECONCILE and self._clear_stale:
             extra = extra + Counters(cleared=len(decision.clears) - len(clear_failed))
         resolved = decision.resolved - failed - clear_failed
-        return Landed(decision.counters + extra, retries, resolved, dict(decision.attempts))
+        changes = tuple(c for c in decision.changes if c[2] is not None or self._clear_stale)
+        return Landed(decision.counters + extra, retries, resolved, dict(decision.attempts), changes)
 
 
 class DecidedLater:
@@ -131,6 +135,29 @@ class DryRunWriter:
 
     def submit(self, kind: PageKind, decision: Decision, *, stop: threading.Event) -> PendingWrites:
         """Nothing is sent: the result counts the decision's writes as if they had landed."""
+        return PendingWrites(kind, decision, None, None, clear_stale=self.clear_stale)
+
+
+@dataclass(frozen=True)
+class SurveyWriter:
+    """Writes nothing, and counts what a live pass will change to existing links, each row once.
+
+    A live full pass's reconcile finds the rows its mapping phase rewrote already correct; a survey's
+    finds them as they were, and would count their relinks twice. So a survey's reconcile pages count
+    only their clears: a full pass over a table whose every link moves changes each link once, not twice.
+    """
+
+    clear_stale: bool
+
+    def submit(self, kind: PageKind, decision: Decision, *, stop: threading.Event) -> PendingWrites:
+        """Nothing is sent: the result counts the decision (a reconcile page's clears only)."""
+        if kind is PageKind.RECONCILE:
+            decision = replace(
+                decision,
+                writes=(),
+                counters=replace(decision.counters, relinked=0),
+                changes=tuple(change for change in decision.changes if change[2] is None),
+            )
         return PendingWrites(kind, decision, None, None, clear_stale=self.clear_stale)
 
 

@@ -15,13 +15,15 @@ from . import handlers
 from .planner import RunRequest
 from .run_progress import RunProgress, progress_for
 from .service import Services
-from .status import run_view
+from .status import approve_hint, run_view
 from .status_text import render
-from .statuses import FINAL
+from .statuses import FINAL, SETTLED, Status
 from .storage.driver import Delivery, QueueDriver
 
-EXIT: dict[str, int] = {"Successful": 0, "Failed": 1, "Skipped": 3}
-"""A final run status's exit code (any other status, e.g. one added later, exits 1)."""
+EXIT: dict[str, int] = {Status.SUCCESSFUL: 0, Status.FAILED: 1, Status.SKIPPED: 3, Status.HELD: 6}
+"""A settled run status's exit code (any other status, e.g. one added later, exits 1)."""
+NOTHING_HELD_EXIT = 7
+"""``approve`` of a run that has nothing held."""
 HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 
@@ -71,7 +73,7 @@ def drain_run(
     driver: QueueDriver | None = None,
     progress: RunProgress | None = None,
 ) -> dict[str, Any]:
-    """Process queue messages until the run is final; returns the run's status view.
+    """Process queue messages until the run is final or held; returns the run's status view.
 
     ``progress`` sees the run's view after every step (default: plain lines on ``out``).
     """
@@ -82,7 +84,7 @@ def drain_run(
             record = svc.state.run(run_id) or {"run_id": run_id}
             view = run_view(svc.state, record, now=svc.clock.now())
             progress.update(view)
-            if view["status"] in FINAL:
+            if view["status"] in SETTLED:
                 return view
             if driver.step() is None:
                 driver.clock.sleep(poll)  # a delayed continuation (throttling) or another consumer's lease
@@ -102,6 +104,13 @@ def start_and_drain(svc: Services, request: RunRequest, out: TextIO, *, tty: boo
         if started.details:
             out.write(f"  {started.details}\n")
         return EXIT.get(started.status, 1)
-    view = drain_run(svc, started.run_id, out=out, progress=progress_for(out, tty=tty))
+    return follow(svc, started.run_id, out, tty=tty)
+
+
+def follow(svc: Services, run_id: str, out: TextIO, *, tty: bool | None = None) -> int:
+    """Process the run here until it is final or held, print its status, and return its exit code."""
+    view = drain_run(svc, run_id, out=out, progress=progress_for(out, tty=tty))
     out.write("\n" + render({"runs": [view]}) + "\n")
+    if view["status"] == Status.HELD:
+        out.write(f"\nheld: nothing was written to the held tables; to go on: {approve_hint(run_id)}\n")
     return EXIT.get(view["status"], 1)

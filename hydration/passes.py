@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -23,6 +24,7 @@ from .dataverse.errors import FatalError
 from .dataverse.metadata import LookupSpec, Metadata
 from .link_settings import LinkSettings
 from .mapping import Target
+from .relink_rule import RelinkLimits
 from .state import TaskRecord
 
 
@@ -42,6 +44,8 @@ class EngineSettings:
     is cut to it; the queue itself allows at most 7 days)."""
     max_throttled_requeues: int = 20
     """Re-enqueues of one step for throttling before its task is Failed (the next run resumes)."""
+    relink: RelinkLimits = field(default_factory=RelinkLimits)
+    """How many existing links a pass may change before it is held for approval."""
 
 
 def manifest_hash(task: TaskRecord, lookup: LookupSpec) -> str:
@@ -87,9 +91,20 @@ class PassStarter:
         return window_end(self.client.server_now(max_age=0), self.settings.settle)
 
     def start(
-        self, task: TaskRecord, checkpoint: Checkpoint, live: Checkpoint, *, run_id: str, plan: bool
+        self,
+        task: TaskRecord,
+        checkpoint: Checkpoint,
+        live: Checkpoint,
+        *,
+        run_id: str,
+        plan: bool,
+        survey: Callable[[Target], bool],
     ) -> tuple[Checkpoint, FullPassReason | None, Target, bool]:
-        """The checkpoint of a new pass for ``run_id`` (``live``: the live lane's, which a plan mirrors)."""
+        """The checkpoint of a new pass for ``run_id`` (``live``: the live lane's, which a plan mirrors).
+
+        ``survey`` says whether the pass first counts its changes (the relink guard); a lookup just
+        created holds no links, so such a pass never does.
+        """
         target, created = self.target(task)
         now = self.clock.now()
         digest = manifest_hash(task, self.settings.lookup)
@@ -106,6 +121,7 @@ class PassStarter:
             now=now,
             end=self.window_end(),
             full=reason is not None,
+            survey=not created and survey(target),
         )
         earlier = Counters(throttled_seconds=Counters.from_dict(task.counters).throttled_seconds)
         return (

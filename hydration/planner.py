@@ -109,6 +109,7 @@ class Planner:
             trigger=request.trigger,
             full=request.full,
             plan=request.plan,
+            approve=request.approve,
         )
         self._record_skipped(run_id, verdict, now)
         log.info(

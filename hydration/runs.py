@@ -24,6 +24,7 @@ def start_run(
     trigger: str,
     full: bool = False,
     plan: bool = False,
+    approve: bool = False,
 ) -> str:
     """Create a run with one task per table (its CI-D data sources) and enqueue their first steps."""
     run_id = new_run_id(now)
@@ -38,6 +39,7 @@ def start_run(
                 kind=kind,
                 sources=[[ds, entity] for ds, entity in sources],
                 full=full or None,
+                approve=approve or None,
             )
         )
         queue.send(TaskMessage(run_id, table, 0, kind).encode())

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from urllib.parse import quote
 
-from .checkpoints import Checkpoint, full_pass_reason, lease_expired, window_end
+from .checkpoints import Checkpoint, Phase, full_pass_reason, lease_expired, window_end
 from .dataverse import odata
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError
@@ -128,6 +128,9 @@ class Schedule:
         if not sources:
             return None
         checkpoint = self.state.checkpoint(table).value
+        if checkpoint.phase is Phase.HELD:
+            log.info("timer: %s is held by run %s, waiting for approval", table, checkpoint.run_id)
+            return None
         if checkpoint.active:
             return None
         judged = self._hydrated_with(manifest, table, sources, checkpoint)

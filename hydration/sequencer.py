@@ -17,7 +17,9 @@ What holds page by page:
   the window names again to that page, reconcile and retry pages hold disjoint keys, and the pipeline
   drains where the phase changes;
 - an error stops the step: writes not yet sent are dropped, those in flight are waited for, and the
-  error goes to the worker.
+  error goes to the worker;
+- a survey (the relink guard's first walk) ends its step at phase ``guard``: the guard's decision is a
+  step of its own, which the worker takes.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol
 
-from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, only_rerun_asked
+from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, merge_changes, only_rerun_asked
 from .clock import Clock
 from .decision import LinkColumns, PageKind, RetryLimit, Snapshot, decide
 from .link_writes import DecidedLater, Landed, LinkWriter, PendingWrites
@@ -107,6 +109,7 @@ class Sequencer:
         clock: Clock,
         owner: str,
         rerun_end: Callable[[], datetime] | None,
+        rerun_survey: bool = False,
     ) -> None:
         self.readers = readers
         self.writer = writer
@@ -118,6 +121,8 @@ class Sequencer:
         self.rerun_end = rerun_end
         """The window end of a requested rerun's pass (the server's time minus settle); ``None``: a
         lane that does not rerun (a dry run)."""
+        self.rerun_survey = rerun_survey
+        """Whether a requested rerun's pass is surveyed first (the relink guard is on)."""
         self._stop = threading.Event()
         """Set by the first failed write of the step: none of its writes is sent after it."""
 
@@ -159,6 +164,7 @@ class Sequencer:
                 pages += 1
             stop = (
                 not planned.active
+                or planned.phase is Phase.GUARD
                 or self.clock.monotonic() >= deadline
                 or (self.limits.pages is not None and pages >= self.limits.pages)
             )
@@ -197,6 +203,7 @@ class Sequencer:
             item.after,
             counters=counters,
             rerun_requested=committed.rerun_requested or item.after.rerun_requested,
+            changes=merge_changes(committed.changes, landed.changes if landed is not None else ()),
         )
         for _ in range(3):
             saved = self._end_step(base, now) if final else base
@@ -212,4 +219,4 @@ class Sequencer:
     def _end_step(self, checkpoint: Checkpoint, now: datetime) -> Checkpoint:
         wants_rerun = not checkpoint.active and checkpoint.rerun_requested and self.rerun_end is not None
         rerun_end = self.rerun_end() if wants_rerun and self.rerun_end is not None else None
-        return end_step(checkpoint, rerun_end=rerun_end, owner=self.owner, now=now)
+        return end_step(checkpoint, rerun_end=rerun_end, owner=self.owner, now=now, survey=self.rerun_survey)

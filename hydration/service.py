@@ -124,6 +124,7 @@ class Services:
             link=s.link,
             max_throttle_delay=s.max_throttle_delay.total_seconds(),
             max_throttled_requeues=s.max_throttled_requeues,
+            relink=s.relink,
         )
 
     def worker(self) -> Worker:

@@ -126,6 +126,19 @@ SETTINGS: tuple[Setting, ...] = (
         "with the reason; the next run resumes it (1 to 1000).",
     ),
     Setting(
+        "HYDRATION_MAX_RELINK_SHARE",
+        "0.2",
+        "A pass that would change (overwrite with another profile, or clear) more than this share of a "
+        "table's existing links writes nothing and is Held until approved (0 to 1; 1 turns the share "
+        "rule off). First links never count.",
+    ),
+    Setting(
+        "HYDRATION_MAX_RELINKS",
+        "",
+        "An absolute cap on the existing links one pass may change before it is Held (0 to "
+        "1000000000); empty: no cap.",
+    ),
+    Setting(
         "HYDRATION_HTTP_DEBUG_LOGS",
         "false",
         "Let the HTTP library (urllib3) log at DEBUG: request lines, whose URLs carry row keys. Off, it "

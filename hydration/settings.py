@@ -25,6 +25,7 @@ from .dataverse.metadata import LookupSpec
 from .dataverse.odata import InvalidNameError
 from .dataverse.organization_url import InvalidOrganizationUrlError, OrganizationUrl
 from .link_settings import LinkSettings
+from .relink_rule import RelinkLimits
 from .sample import DEFAULT_MIN_MATCH, MIN_MATCH_RANGE
 from .setting_list import AZURITE as AZURITE
 from .setting_list import DEVELOPMENT_USER as DEVELOPMENT_USER
@@ -103,6 +104,8 @@ class Settings:
     """Cap on the queue delay of a throttled step (the worker clamps ``Retry-After`` to it)."""
     max_throttled_requeues: int = 20
     """Consecutive throttled re-enqueues of one step before its task is Failed."""
+    relink: RelinkLimits = field(default_factory=RelinkLimits)
+    """How many existing links a pass may change before it is held for approval."""
     http_debug_logs: bool = False
 
     @property
@@ -274,6 +277,13 @@ class _Reader:
             "max_throttled_requeues": int(self.number("HYDRATION_MAX_THROTTLED_REQUEUES", 1, 1000)),
         }
 
+    def relink(self) -> RelinkLimits:
+        share = self.number("HYDRATION_MAX_RELINK_SHARE", 0, 1, integer=False)
+        cap = None
+        if self.raw("HYDRATION_MAX_RELINKS"):
+            cap = int(self.number("HYDRATION_MAX_RELINKS", 0, 1_000_000_000))
+        return RelinkLimits(max_share=share, max_relinks=cap)
+
     def settings(self) -> Settings:
         organization = self.organization_url()
         manifest_text, manifest_source = self.manifest()
@@ -310,6 +320,7 @@ class _Reader:
             sample_size=int(self.number("HYDRATION_SAMPLE_SIZE", 0, 5000)),
             sample_min_match=self.number("HYDRATION_SAMPLE_MIN_MATCH", *MIN_MATCH_RANGE, integer=False),
             table_prefix=prefix,
+            relink=self.relink(),
             http_debug_logs=self.flag("HYDRATION_HTTP_DEBUG_LOGS"),
             **self.throttling(),
         )

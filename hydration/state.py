@@ -62,6 +62,10 @@ class TaskRecord:
     """Where the pass stood after its last step (``checkpoints.Phase``), for the status."""
     estimate: dict[str, Any] = field(default_factory=dict)
     """The mapping rows left after its last step (``estimates.MappingLeft``), the basis of an ETA."""
+    approve: bool | None = None
+    """The run was started approved (``--full --approve``): its pass is never held by the relink guard."""
+    guard: dict[str, Any] = field(default_factory=dict)
+    """What the relink guard counted before the pass went live or was held (``relink_guard``)."""
 
     def to_entity(self) -> dict[str, Any]:
         """Storage properties."""
@@ -92,14 +96,20 @@ def _checkpoint_entity(checkpoint: Checkpoint) -> dict[str, Any]:
     }
     values["counters"] = checkpoint.counters.to_dict()
     values["phase"] = str(checkpoint.phase)
+    values["changes"] = [list(change) for change in checkpoint.changes]
     return values
 
 
 def _checkpoint(table: str, entity: dict[str, Any]) -> Checkpoint:
-    known = {f.name for f in fields(Checkpoint)} - {"table", "counters"}
+    known = {f.name for f in fields(Checkpoint)} - {"table", "counters", "changes"}
     values = {k: v for k, v in entity.items() if k in known and v is not None}
     values["phase"] = Phase.parse(values.get("phase", Phase.DONE))
-    return Checkpoint(table=table, counters=Counters.from_dict(entity.get("counters")), **values)
+    changes = tuple(
+        (str(c[0]), str(c[1]), None if c[2] is None else str(c[2])) for c in entity.get("changes") or ()
+    )
+    return Checkpoint(
+        table=table, counters=Counters.from_dict(entity.get("counters")), changes=changes, **values
+    )
 
 
 class StateStore:

@@ -4,9 +4,10 @@ The page (``status_page``) and the command line (``status_text``) render this sa
 can never disagree. Each table carries its pace and, while it runs, an ETA (``progress``).
 
 A run's status is derived from its tasks whenever it is read, so it can never disagree with them:
-Running while any table is queued or running, Failed when any failed, a table's other status when
-one is neither final nor running (it waits for something), Skipped when every table was Skipped,
-Successful otherwise. A run closed before any task (an invalid manifest, a private data lake,
+Running while any table is queued or running, Held while any table waits for approval (the run is not
+over: approving it goes on), Failed when any failed, a table's other status when one is neither final nor
+running (it waits for something), Skipped when every table was Skipped, Successful otherwise. A run
+closed before any task (an invalid manifest, a private data lake,
 nothing eligible) keeps the status it was recorded with.
 """
 
@@ -41,6 +42,8 @@ def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
     statuses = [task_status(t) for t in tasks]
     if Status.RUNNING in statuses:
         return Status.RUNNING
+    if Status.HELD in statuses:
+        return Status.HELD
     if Status.FAILED in statuses:
         return Status.FAILED
     waiting = [s for s in statuses if s not in FINAL]
@@ -68,7 +71,14 @@ def task_view(task: TaskRecord, *, now: datetime) -> dict[str, Any]:
         "phase": task.phase or None,
         "progress": task_progress(task, int(counts["rows_read"]), now=now).to_dict(),
         "sources": [list(s) for s in task.sources],
+        **({"guard": task.guard} if task.guard else {}),
+        **({"approve": approve_hint(task.run_id)} if task.status == Status.HELD else {}),
     }
+
+
+def approve_hint(run_id: str) -> str:
+    """How an operator approves a held run."""
+    return f"python -m hydration approve {run_id}  (or POST /api/runs/{run_id}/approve)"
 
 
 def run_view(state: StateStore, record: dict[str, Any], *, now: datetime) -> dict[str, Any]:

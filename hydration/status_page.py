@@ -17,6 +17,7 @@ from typing import Any
 
 from .progress import eta_text, pace_text
 from .status_chart import chart
+from .status_text import held_lines
 from .statuses import Status
 
 REFRESH_SECONDS = 5
@@ -28,7 +29,7 @@ _STYLE = (
     "td,th{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}"
     "td.n{text-align:right;font-variant-numeric:tabular-nums}.note{color:#605e5c}"
     ".st-Successful{color:#107c10}.st-Failed{color:#a4262c}.st-Skipped{color:#605e5c}"
-    ".st-Running{color:#0078d4}.st-other{color:#8764b8}"
+    ".st-Running{color:#0078d4}.st-Held{color:#8a5a00;font-weight:bold}.st-other{color:#8764b8}"
 )
 _STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 
@@ -73,7 +74,8 @@ def _cell(value: str, *, name: str, numeric: bool = False) -> str:
 
 def _table_row(table: dict[str, Any]) -> str:
     counts, progress = table["counts"], table["progress"]
-    written = f"{counts['written']:,}" + (" to write" if table["kind"] == "plan" else "")
+    to_write = table["kind"] == "plan" or table["status"] == Status.HELD
+    written = f"{counts['written']:,}" + (" to write" if to_write else "")
     cells = [
         _cell(escape(str(table["table"])), name="table"),
         _cell(_status(table["status"]), name="status"),
@@ -87,9 +89,15 @@ def _table_row(table: dict[str, Any]) -> str:
         _cell(escape(eta_text(progress)), name="eta", numeric=True),
         _cell(f"{table['throttledSeconds']:.0f}", name="throttled", numeric=True),
         _cell(f"{counts['failed']:,}", name="failed", numeric=True),
-        _cell(escape(str(table["details"])), name="details"),
+        _cell(escape(str(table["details"])) + _held_sample(table), name="details"),
     ]
     return f'<tr class="task" data-table="{escape(str(table["table"]))}">{"".join(cells)}</tr>'
+
+
+def _held_sample(table: dict[str, Any]) -> str:
+    """A held table's sample of changes as a list (ids only, escaped all the same)."""
+    items = "".join(f"<li>{escape(line.strip())}</li>" for line in held_lines(table)[1:])
+    return f'<ul class="sample">{items}</ul>' if items else ""
 
 
 def _run_section(run: dict[str, Any]) -> str:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from .progress import eta_text, pace_text
+from .statuses import Status
 
 
 def table_line(table: dict[str, Any]) -> str:
     """One table of a run: status, counts, throttling, and pace and ETA where there are any."""
     counts = table["counts"]
-    verb = "to write" if table["kind"] == "plan" else "written"
+    verb = "to write" if table["kind"] == "plan" or table["status"] == Status.HELD else "written"
     line = (
         f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
         f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
@@ -41,6 +42,20 @@ def render(data: dict[str, Any]) -> str:
             lines.append(table_line(table))
             if table["details"]:
                 lines.append(f"    {table['details']}")
+            lines.extend(held_lines(table))
     if not lines:
         lines.append("no runs yet")
     return "\n".join(lines)
+
+
+def held_lines(table: dict[str, Any]) -> list[str]:
+    """A held table's sample of changes (row: old -> new profile), so an operator can judge it."""
+    guard = table.get("guard") or {}
+    if table["status"] != Status.HELD or not guard:
+        return []
+    lines = [
+        f"    sample of the changes ({len(guard['sample'])} of {guard['relinked'] + guard['cleared']:,}):"
+    ]
+    for change in guard["sample"]:
+        lines.append(f"      {change['row']}: {change['from']} -> {change['to'] or 'cleared'}")
+    return lines

@@ -14,7 +14,12 @@ class Status(StrEnum):
     SUCCESSFUL = "Successful"
     FAILED = "Failed"
     SKIPPED = "Skipped"
+    HELD = "Held"
+    """A task whose pass would change too many existing links: nothing was written, and it waits for
+    an operator's approval (``python -m hydration approve RUN``) to go on live."""
 
 
 FINAL = (Status.SUCCESSFUL, Status.FAILED, Status.SKIPPED)
 """Task and run statuses after which nothing changes."""
+SETTLED = (*FINAL, Status.HELD)
+"""Statuses after which nothing changes unless an operator acts: a held task waits, it is not final."""

@@ -10,7 +10,9 @@ Delivery is at least once, so every path is idempotent:
 - the checkpoint is saved before the continuation is enqueued and marked sent after, so a crash in
   between is repaired by the message's redelivery (a duplicate continuation is dropped by its claim).
 
-What a step does is the sequencer's (``sequencer``); what a failure does is ``failures``'.
+What a step does is the sequencer's (``sequencer``); what a failure does is ``failures``'. A live pass
+of a table with links is first surveyed, then judged by the relink guard in a step of its own
+(``relink_rule``): it goes on live, or it is held, writing nothing, until an operator approves it.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
 
-from .checkpoints import Checkpoint, Phase, lease_expired, only_rerun_asked
+from .checkpoints import Checkpoint, FullPassReason, Phase, end_step, lease_expired, only_rerun_asked
 from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, ThrottledError
@@ -34,9 +36,11 @@ from .mapping import Queries, Target
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings, PassStarter
 from .readers import MappingReader, PageReads, ReconcileReader, RetryReader
+from .relink_guard import RelinkGuard
+from .relink_rule import go_live, guard_view, held_elsewhere, hold
 from .sequencer import Sequencer, StepLimits
 from .state import StateStore, TaskRecord
-from .statuses import FINAL, Status
+from .statuses import SETTLED, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
 from .writers import WritePool
@@ -57,8 +61,15 @@ class Outcome(Enum):
     """The table was busy with another run; a rerun was requested."""
     FAILED = "failed"
     """A permanent error, or throttling past its cap: the task is recorded Failed."""
+    HELD = "held"
+    """The relink guard held the pass: nothing was written, it waits for approval."""
     REJECTED = "rejected"
     """The message itself is invalid, or does not match the task it names."""
+
+
+def _started(reason: FullPassReason | None) -> tuple[str, str]:
+    """A started pass in words for the log: its kind and why."""
+    return ("full", reason.message) if reason else ("incremental", "changes only")
 
 
 class Worker:
@@ -84,6 +95,7 @@ class Worker:
             client=client, metadata=metadata or Metadata(client), settings=settings, clock=clock
         )
         self.failures = Failures(state=state, queue=queue, settings=settings, clock=clock)
+        self.guard = RelinkGuard(client, settings.relink)
         self.pool = WritePool.for_settings([client, *write_clients], settings.link, clock=clock)
         """One pool for the worker's life: what it learns of each user's pace carries across steps."""
 
@@ -118,7 +130,7 @@ class Worker:
     def _handle(self, message: TaskMessage, task: TaskRecord, book: LaneBook) -> Outcome:
         checkpoint, etag = book.load(message.table)
         if message.seq == 0 and checkpoint.run_id != message.run_id:
-            if task.status in FINAL:
+            if task.status in SETTLED:
                 return Outcome.DUPLICATE
             started = self._start(message, task, book, checkpoint, etag)
             if isinstance(started, Outcome):
@@ -134,20 +146,18 @@ class Worker:
         self, message: TaskMessage, task: TaskRecord, book: LaneBook, checkpoint: Checkpoint, etag: str
     ) -> Outcome | tuple[Checkpoint, str]:
         now = self.clock.now()
-        if checkpoint.active and not lease_expired(checkpoint, now=now, ttl=self.settings.lease_ttl):
-            try:
-                book.save(replace(checkpoint, rerun_requested=True), etag)
-            except ConflictError:
-                return Outcome.DUPLICATE
-            details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
-            self.state.update_task(
-                message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
-            )
-            return Outcome.SKIPPED
+        busy = self._busy(message, task, book, checkpoint, etag)
+        if busy is not None:
+            return busy
         lane = book.lane
         live = checkpoint if lane is Lane.LIVE else self.state.checkpoint(message.table).value
         started, reason, target, created = self.starter.start(
-            task, checkpoint, live, run_id=message.run_id, plan=lane is Lane.PLAN
+            task,
+            checkpoint,
+            live,
+            run_id=message.run_id,
+            plan=lane is Lane.PLAN,
+            survey=lambda target: lane is Lane.LIVE and self.guard.surveys(task, target),
         )
         try:
             new_etag = book.save(started, etag)
@@ -156,13 +166,18 @@ class Worker:
         if checkpoint.active and checkpoint.run_id is not None:
             self.failures.superseded(checkpoint.run_id, message.table, by=message.run_id)
         left = count_mapping_left(self.client, self._queries(target), started)
+        if checkpoint.phase is Phase.HELD and checkpoint.run_id is not None:
+            self.failures.hold_replaced(checkpoint.run_id, message.table, by=message.run_id)
+        details = reason.message if reason else "incremental pass"
+        if started.survey:
+            details += "; counting what it would change before writing (relink guard)"
         self.state.update_task(
             message.run_id,
             message.table,
             status=Status.RUNNING,
             started=now,
             full=reason is not None,
-            details=reason.message if reason else "incremental pass",
+            details=details,
             lookup={
                 "attribute": target.lookup.attribute,
                 "navigation_property": target.lookup.navigation_property,
@@ -171,14 +186,28 @@ class Worker:
             phase=str(started.phase),
             estimate=left.to_dict() if left else {},
         )
-        log.info(
-            "run %s table %s: %s pass started (%s)",
-            message.run_id,
-            message.table,
-            "full" if reason else "incremental",
-            reason.message if reason else "changes only",
-        )
+        log.info("run %s table %s: %s pass started (%s)", message.run_id, message.table, *_started(reason))
         return started, new_etag
+
+    def _busy(
+        self, message: TaskMessage, task: TaskRecord, book: LaneBook, checkpoint: Checkpoint, etag: str
+    ) -> Outcome | None:
+        """Skip the task when the table is held (unless this run is approved) or leased by another run."""
+        now = self.clock.now()
+        if checkpoint.phase is Phase.HELD and not task.approve:
+            details = held_elsewhere(checkpoint.run_id)
+        elif checkpoint.active and not lease_expired(checkpoint, now=now, ttl=self.settings.lease_ttl):
+            try:
+                book.save(replace(checkpoint, rerun_requested=True), etag)
+            except ConflictError:
+                return Outcome.DUPLICATE
+            details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
+        else:
+            return None
+        self.state.update_task(
+            message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
+        )
+        return Outcome.SKIPPED
 
     # -- duplicates -------------------------------------------------------------------------
 
@@ -223,7 +252,9 @@ class Worker:
         if claimed is None:
             return Outcome.DUPLICATE
         target, _ = self.starter.target(task)
-        done = self._sequencer(target, book).run(*claimed)
+        if claimed[0].phase is Phase.GUARD:
+            return self._judge(message, target, book, *claimed)
+        done = self._sequencer(target, book, survey=claimed[0].survey).run(*claimed)
         if done is None:
             log.warning(
                 "run %s table %s step %d: another copy of the step took over; stopping this copy",
@@ -252,7 +283,53 @@ class Worker:
     def _queries(self, target: Target) -> Queries:
         return Queries(target, self.settings.link.page_size, self.settings.link.read_chunk)
 
-    def _sequencer(self, target: Target, book: LaneBook) -> Sequencer:
+    def _judge(
+        self, message: TaskMessage, target: Target, book: LaneBook, checkpoint: Checkpoint, etag: str
+    ) -> Outcome:
+        """The guard step: a surveyed pass goes on live over the same window, or is held."""
+        judgement = self.guard.judge(target, checkpoint)
+        view = guard_view(checkpoint, links=judgement.links, reason=judgement.reason)
+        now = self.clock.now()
+        if judgement.reason is None:
+            decided = end_step(go_live(checkpoint), rerun_end=None, owner=self.settings.owner, now=now)
+        else:
+            decided = hold(checkpoint)
+        saved = self._save_decision(book, checkpoint, decided, etag)
+        if saved is None:
+            return Outcome.DUPLICATE  # another copy of this step decided first
+        decided, etag = saved
+        if decided.active:
+            details = f"{'full' if decided.full else 'incremental'} pass; the relink guard let it go: "
+            details += f"{view['relinked'] + view['cleared']:,} existing links change, within the limits"
+            counters = decided.counters.to_dict()
+            self.state.update_task(
+                message.run_id, message.table, guard=view, counters=counters, details=details
+            )
+            self._send_continuation(message, book, decided, etag)
+            return Outcome.DONE
+        details = f"held by the relink guard: {judgement.reason}; nothing was written. Approve it with "
+        details += (
+            f"python -m hydration approve {message.run_id} (or POST /api/runs/{message.run_id}/approve)"
+        )
+        self.state.update_task(message.run_id, message.table, status=Status.HELD, details=details, guard=view)
+        log.warning("run %s table %s: %s", message.run_id, message.table, details)
+        return Outcome.HELD
+
+    def _save_decision(
+        self, book: LaneBook, claimed: Checkpoint, decided: Checkpoint, etag: str
+    ) -> tuple[Checkpoint, str] | None:
+        """Save the guard's decision, merging a rerun request saved meanwhile; None: another copy won."""
+        for _ in range(3):
+            try:
+                return decided, book.save(decided, etag)
+            except ConflictError:
+                stored, etag = book.load(claimed.table)
+                if not only_rerun_asked(stored, claimed):
+                    return None
+                claimed, decided = stored, replace(decided, rerun_requested=True)
+        return None
+
+    def _sequencer(self, target: Target, book: LaneBook, *, survey: bool) -> Sequencer:
         link = self.settings.link
         reads = PageReads(self.client, self.pool, self._queries(target))
         return Sequencer(
@@ -261,8 +338,8 @@ class Worker:
                 Phase.MAPPING: MappingReader(reads),
                 Phase.RECONCILE: ReconcileReader(reads, read_ahead=link.read_ahead > 0),
             },
-            writer=book.lane.writer(target, self.pool, clear_stale=link.clear_stale),
-            book=book,
+            writer=book.lane.writer(target, self.pool, clear_stale=link.clear_stale, survey=survey),
+            book=replace(book, survey=survey),
             columns=LinkColumns(target.link_column, target.lookup.partition_column),
             limits=StepLimits(
                 link.step_seconds, link.step_pages, link.read_ahead, len(self.pool.clients), link.retry_limit
@@ -270,6 +347,7 @@ class Worker:
             clock=self.clock,
             owner=self.settings.owner,
             rerun_end=self.starter.window_end if book.lane.reruns else None,
+            rerun_survey=self.settings.relink.enabled,
         )
 
     # -- the poison queue -------------------------------------------------------------------

@@ -32,6 +32,7 @@ MANIFEST = parse(
         (None, RunRequest(trigger="t")),
         ({}, RunRequest(trigger="t")),
         ({"full": True, "plan": True}, RunRequest(trigger="t", full=True, plan=True)),
+        ({"full": True, "approve": True}, RunRequest(trigger="t", full=True, approve=True)),
         ({"tables": [" Lead ", "contact", "lead"]}, RunRequest(trigger="t", tables=("lead", "contact"))),
     ],
 )
@@ -69,3 +70,19 @@ def test_a_request_selects_configured_tables_in_the_manifests_order(
 def test_a_table_the_manifest_does_not_configure_is_refused() -> None:
     with pytest.raises(RunRequestError, match="not configured in the manifest: account; configured tables"):
         select_tables(MANIFEST, ("account",))
+
+
+@pytest.mark.parametrize(
+    ("data", "trigger", "message"),
+    [
+        ({"approve": True}, "http", "'approve' applies to a full live pass"),
+        ({"approve": True, "full": True, "plan": True}, "http", "'approve' applies to a full live pass"),
+        ({"approve": "yes", "full": True}, "http", "'approve' must be true or false"),
+        ({"approve": True, "full": True}, "event", "an event cannot approve"),
+    ],
+)
+def test_approve_goes_with_a_full_live_pass_asked_for_by_an_operator(
+    data: Any, trigger: str, message: str
+) -> None:
+    with pytest.raises(RunRequestError, match=message):
+        parse_request(data, trigger=trigger)

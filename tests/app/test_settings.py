@@ -132,3 +132,34 @@ def test_the_readme_documents_every_setting() -> None:
     assert not missing, f"README does not document {sorted(missing)}"
     unknown = {n for n in documented if n.startswith(("HYDRATION_", "DATAVERSE_"))} - NAMES
     assert not unknown, f"README documents settings the app does not read: {sorted(unknown)}"
+
+
+def test_the_relink_guard_defaults_to_a_fifth_of_the_links_and_no_cap() -> None:
+    limits = Settings.from_env(BASE).relink
+    assert (limits.max_share, limits.max_relinks, limits.enabled) == (0.2, None, True)
+    limits = Settings.from_env(
+        {**BASE, "HYDRATION_MAX_RELINK_SHARE": "1", "HYDRATION_MAX_RELINKS": " "}
+    ).relink
+    assert (limits.max_share, limits.max_relinks, limits.enabled) == (1.0, None, False)
+    limits = Settings.from_env(
+        {**BASE, "HYDRATION_MAX_RELINK_SHARE": "0.05", "HYDRATION_MAX_RELINKS": "500"}
+    ).relink
+    assert (limits.max_share, limits.max_relinks) == (0.05, 500)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("HYDRATION_MAX_RELINK_SHARE", "1.5", "HYDRATION_MAX_RELINK_SHARE='1.5' must be between 0 and 1"),
+        ("HYDRATION_MAX_RELINK_SHARE", "-0.1", "must be between 0 and 1"),
+        ("HYDRATION_MAX_RELINK_SHARE", "20%", "HYDRATION_MAX_RELINK_SHARE='20%' is not a number"),
+        ("HYDRATION_MAX_RELINK_SHARE", "nan", "must be between 0 and 1"),
+        ("HYDRATION_MAX_RELINKS", "-1", "HYDRATION_MAX_RELINKS='-1' must be between 0 and 1e+09"),
+        ("HYDRATION_MAX_RELINKS", "ten", "HYDRATION_MAX_RELINKS='ten' is not a whole number"),
+        ("HYDRATION_MAX_RELINKS", "2.5", "is not a whole number"),
+    ],
+)
+def test_a_bad_relink_limit_is_a_settings_error_naming_it(name: str, value: str, problem: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_env({**BASE, name: value})
+    assert any(problem in p for p in caught.value.problems), caught.value.problems

@@ -16,8 +16,9 @@ def bindings() -> dict[str, list[dict[str, Any]]]:
     return {name: json.loads(f.get_function_json())["bindings"] for name, f in app_functions().items()}
 
 
-def test_the_app_has_exactly_the_six_functions() -> None:
+def test_the_app_has_exactly_the_seven_functions() -> None:
     assert sorted(bindings()) == [
+        "approve_run",
         "poison",
         "start_runs",
         "status",
@@ -55,6 +56,12 @@ def test_the_http_functions_need_a_function_key() -> None:
     status = bindings()["status"][0]
     assert (runs["route"], runs["methods"], runs["authLevel"]) == ("runs", ["POST"], "FUNCTION")
     assert (status["route"], status["methods"], status["authLevel"]) == ("status", ["GET"], "FUNCTION")
+    approve = bindings()["approve_run"][0]
+    assert (approve["route"], approve["methods"], approve["authLevel"]) == (
+        "runs/{run_id}/approve",
+        ["POST"],
+        "FUNCTION",
+    )
 
 
 def test_the_event_grid_trigger() -> None:
@@ -83,4 +90,4 @@ def test_importing_the_app_reads_no_settings() -> None:
         "-c", "import function_app; print(len(function_app.app.get_functions()))"
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "6"
+    assert result.stdout.strip() == "7"

@@ -76,11 +76,25 @@ CASES: list[tuple[str, PageKind, Snapshot, LinkColumns, dict[str, Any]]] = [
         {"counters": Counters(already_correct=1)},
     ),
     (
-        "wrong link is rewritten",
+        "wrong link is rewritten: a relink, sampled",
         PageKind.MAPPING,
         snap([mapping(A, P1)], row=source(P2)),
         COLUMNS,
-        {"writes": ((S1, P1, None),)},
+        {"writes": ((S1, P1, None),), "counters": Counters(relinked=1), "changes": ((S1, P2, P1),)},
+    ),
+    (
+        "upper-case wrong link is a relink, sampled in lower case",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(P2.upper())),
+        COLUMNS,
+        {"writes": ((S1, P1, None),), "counters": Counters(relinked=1), "changes": ((S1, P2, P1),)},
+    ),
+    (
+        "retry page: a wrong link is a relink too",
+        PageKind.RETRY,
+        snap([mapping(A, P1)], row=source(P2)),
+        COLUMNS,
+        {"writes": ((S1, P1, None),), "counters": Counters(relinked=1), "changes": ((S1, P2, P1),)},
     ),
     (
         "upper-case current link is correct",
@@ -171,14 +185,14 @@ CASES: list[tuple[str, PageKind, Snapshot, LinkColumns, dict[str, Any]]] = [
         PageKind.RECONCILE,
         snap([], row=source(P1)),
         COLUMNS,
-        {"clears": (S1,), "counters": Counters(stale=1)},
+        {"clears": (S1,), "counters": Counters(stale=1), "changes": ((S1, P1, None),)},
     ),
     (
         "reconcile: winner without a profile means stale",
         PageKind.RECONCILE,
         snap([mapping(A, None)], row=source(P1)),
         COLUMNS,
-        {"clears": (S1,), "counters": Counters(stale=1)},
+        {"clears": (S1,), "counters": Counters(stale=1), "changes": ((S1, P1, None),)},
     ),
     (
         "reconcile: unparsable profile is never cleared",
@@ -188,11 +202,11 @@ CASES: list[tuple[str, PageKind, Snapshot, LinkColumns, dict[str, Any]]] = [
         {"counters": Counters(invalid_keys=1)},
     ),
     (
-        "reconcile: wrong link is fixed",
+        "reconcile: wrong link is fixed, a relink",
         PageKind.RECONCILE,
         snap([mapping(A, P2)], row=source(P1)),
         COLUMNS,
-        {"writes": ((S1, P2, None),)},
+        {"writes": ((S1, P2, None),), "counters": Counters(relinked=1), "changes": ((S1, P1, P2),)},
     ),
     (
         "reconcile: missing profile is retried, not cleared",
@@ -224,6 +238,19 @@ def test_decide(
     assert dict(decision.retries) == expected.get("retries", {})
     assert decision.resolved == expected.get("resolved", default_resolved)
     assert decision.counters == expected.get("counters", Counters())
+    assert decision.changes == expected.get("changes", ())
+
+
+def test_a_page_samples_at_most_ten_changes_and_counts_every_relink() -> None:
+    ids = [f"10000000-0000-0000-0000-{i:012d}" for i in range(25)]
+    snapshot = Snapshot(
+        sources={i: {"contactid": i, LINK: P2} for i in ids},
+        mapping={i: [mapping(A, P1, value=i)] for i in ids},
+        profiles={P1: None, P2: None},
+    )
+    decision = decide(PageKind.MAPPING, ids, snapshot, COLUMNS)
+    assert decision.counters.relinked == 25
+    assert decision.changes == tuple((i, P2, P1) for i in ids[:10])
 
 
 def test_the_winner_is_the_newest_row_and_disagreement_is_a_conflict() -> None:

@@ -17,7 +17,15 @@ from hydration.settings import POISON_QUEUE_NAME, QUEUE_NAME
 from tests.functions import app_functions
 from tests.infra.bicep import ROOT, app_settings, parse
 
-EXPECTED_FUNCTIONS = {"timer_tick", "unification_completed", "start_runs", "status", "worker", "poison"}
+EXPECTED_FUNCTIONS = {
+    "timer_tick",
+    "unification_completed",
+    "start_runs",
+    "approve_run",
+    "status",
+    "worker",
+    "poison",
+}
 
 
 def binding_problems(bindings: Mapping[str, list[dict[str, Any]]], declared: Mapping[str, Any]) -> list[str]:
