@@ -16,7 +16,6 @@ What a step does is the sequencer's (``sequencer``); what a failure does is ``fa
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
@@ -29,6 +28,7 @@ from .dataverse.metadata import Metadata
 from .decision import LinkColumns
 from .failures import Failures
 from .lanes import Lane, LaneBook
+from .log_context import context_logger, step_fields
 from .mapping import Queries, Target
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings, PassStarter
@@ -38,9 +38,10 @@ from .state import StateStore, TaskRecord
 from .statuses import FINAL, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
+from .telemetry import NO_METRICS, WAITED, PassMetrics, ThrottleTally, step_rows
 from .writers import WritePool
 
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 
 
 class Outcome(Enum):
@@ -73,6 +74,7 @@ class Worker:
         metadata: Metadata | None = None,
         clock: Clock = SYSTEM_CLOCK,
         write_clients: Sequence[DataverseClient] = (),
+        metrics: PassMetrics = NO_METRICS,
     ) -> None:
         self.client = client
         self.state = state
@@ -82,7 +84,8 @@ class Worker:
         self.starter = PassStarter(
             client=client, metadata=metadata or Metadata(client), settings=settings, clock=clock
         )
-        self.failures = Failures(state=state, queue=queue, settings=settings, clock=clock)
+        self.metrics = metrics
+        self.failures = Failures(state=state, queue=queue, settings=settings, clock=clock, metrics=metrics)
         self.pool = WritePool.for_settings([client, *write_clients], settings.link, clock=clock)
         """One pool for the worker's life: what it learns of each user's pace carries across steps."""
 
@@ -95,6 +98,19 @@ class Worker:
         except MessageError as exc:
             log.error("rejected a queue message: %s", exc)
             return Outcome.REJECTED
+        with step_fields(run_id=message.run_id, table=message.table, lane=message.kind):
+            before = self._throttle_tally()
+            try:
+                return self._handle_message(message)
+            finally:
+                waited = self._throttle_tally().since(before)
+                self.metrics.throttled(message.table, message.kind, waited, handling=WAITED)
+
+    def _throttle_tally(self) -> ThrottleTally:
+        """The 429s the pool's clients waited out so far (the host runs one message at a time)."""
+        return ThrottleTally.of(c.counters for c in self.pool.clients)
+
+    def _handle_message(self, message: TaskMessage) -> Outcome:
         found = self.state.task(message.run_id, message.table)
         if found is None or found.value.kind != message.kind:
             log.error(
@@ -139,8 +155,12 @@ class Worker:
             except ConflictError:
                 return Outcome.DUPLICATE
             details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
-            self.state.update_task(
-                message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
+            self.failures.ended(
+                self.state.update_task(
+                    message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
+                ),
+                book.lane,
+                details,
             )
             return Outcome.SKIPPED
         lane = book.lane
@@ -229,6 +249,7 @@ class Worker:
             )
             return Outcome.DUPLICATE
         checkpoint, etag = done
+        self.metrics.rows(message.table, message.kind, step_rows(claimed[0].counters, checkpoint.counters))
         self.state.update_task(message.run_id, message.table, counters=checkpoint.counters.to_dict())
         if checkpoint.active:
             self._send_continuation(message, book, checkpoint, etag)
