@@ -239,7 +239,11 @@ class Worker:
         if claimed is None:
             return Outcome.DUPLICATE
         target, _ = self.starter.target(task)
-        done = self._sequencer(target, book).run(*claimed)
+        try:
+            done = self._sequencer(target, book).run(*claimed)
+        except Exception:
+            self._report_committed(message, book, claimed[0])
+            raise
         if done is None:
             log.warning(
                 "run %s table %s step %d: another copy of the step took over; stopping this copy",
@@ -256,6 +260,12 @@ class Worker:
         else:
             self.failures.finish(message, checkpoint)
         return Outcome.DONE
+
+    def _report_committed(self, message: TaskMessage, book: LaneBook, claimed: Checkpoint) -> None:
+        """Report the rows of the pages a failed step committed before its error (they stay done)."""
+        saved, _ = book.load(message.table)
+        if saved.run_id == message.run_id and saved.seq == claimed.seq:
+            self.metrics.rows(message.table, message.kind, step_rows(claimed.counters, saved.counters))
 
     def _sequencer(self, target: Target, book: LaneBook) -> Sequencer:
         link = self.settings.link
