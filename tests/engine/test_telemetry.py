@@ -111,7 +111,8 @@ def test_a_first_pass_and_a_full_pass_record_what_they_wrote_cleared_and_found_c
         assert readings.total(ROWS_ALREADY_CORRECT, **{TABLE: table}) == task.counters["already_correct"]
         assert readings.total(TASKS_ENDED, **{TABLE: table, STATUS: "Successful"}) == 1
         count, seconds = readings.histogram(DURATION, **{TABLE: table, FULL_OR_INCREMENTAL: "full"})
-        assert task.started is not None and task.ended is not None
+        assert task.started is not None
+        assert task.ended is not None
         assert count == 1
         assert seconds == pytest.approx((task.ended - task.started).total_seconds(), abs=0.01)
     assert readings.total(ROWS_CLEARED) == 0
@@ -163,7 +164,8 @@ def test_throttles_waited_out_and_requeued_are_counted_as_the_emulator_answered_
     assert readings.total(THROTTLED_RESPONSES, **{TABLE: "contact", THROTTLE: WAITED}) == 2
     assert readings.total(THROTTLED_RESPONSES, **{TABLE: "contact", THROTTLE: REQUEUED}) == 1
     assert readings.total(THROTTLED_RESPONSES) == sum(fired)
-    assert readings.total(THROTTLED_SECONDS, **{THROTTLE: REQUEUED}) == task.counters["throttled_seconds"] == 2
+    requeued_seconds = readings.total(THROTTLED_SECONDS, **{THROTTLE: REQUEUED})
+    assert requeued_seconds == task.counters["throttled_seconds"] == 2
     assert readings.total(THROTTLED_SECONDS, **{THROTTLE: WAITED}) == 1.5
     written = readings.total(ROWS_WRITTEN)
     assert written == task.counters["written"] > 0
