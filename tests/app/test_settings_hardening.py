@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hydration.dataverse.organization_url import OrganizationUrl
-from hydration.settings import Settings, SettingsError, apply_log_levels, redact
+from hydration.settings import (
+    AZURE_SDK_REQUEST_LOGGER,
+    Settings,
+    SettingsError,
+    apply_log_levels,
+    redact,
+)
 
 BASE = {"DATAVERSE_URL": "https://contoso.crm.dynamics.com", "HYDRATION_MANIFEST": json.dumps({"version": 1})}
 
@@ -172,10 +178,13 @@ def urllib3_logger() -> Iterator[logging.Logger]:
 
 def test_urllib3_stays_at_info_unless_asked(urllib3_logger: logging.Logger) -> None:
     urllib3_logger.setLevel(logging.NOTSET)  # would inherit a DEBUG root
+    sdk_requests = logging.getLogger(AZURE_SDK_REQUEST_LOGGER)
     apply_log_levels(Settings.from_env(BASE))
     assert urllib3_logger.getEffectiveLevel() == logging.INFO
+    assert sdk_requests.getEffectiveLevel() == logging.WARNING
     apply_log_levels(Settings.from_env({**BASE, "HYDRATION_HTTP_DEBUG_LOGS": "true"}))
     assert urllib3_logger.getEffectiveLevel() == logging.DEBUG
+    assert sdk_requests.getEffectiveLevel() == logging.INFO
 
 
 SECRETS = st.text(
