@@ -12,6 +12,9 @@ leaves the happy path goes through here.
 - **The poison queue** records a task Failed, except for a stale step or a task already finished (or
   held): a late copy of a message the chain has moved past must not fail a good task.
 - **A held pass replaced** by an approved full pass (``--full --approve``) closes the held task Skipped.
+
+Every end goes through ``ended``: one log record with the task's status and counts as structured fields
+(``telemetry.task_end_fields``, what the alert rule queries) and the metrics sink's ``task_ended``.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ from .checkpoints import Checkpoint, Counters, Phase
 from .clock import Clock
 from .dataverse.errors import ThrottledError
 from .lanes import Lane, LaneBook
+from .log_context import context_logger, step_fields
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings
-from .state import StateStore
+from .state import StateStore, TaskRecord
 from .statuses import FINAL, SETTLED, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
+from .telemetry import ALERT_STATUSES, NO_METRICS, REQUEUED, PassMetrics, ThrottleTally, task_end_fields
 
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 QUEUE_MAX_DELAY = 7 * 24 * 3600
 """The longest visibility delay Queue Storage accepts (seconds)."""
 
@@ -47,12 +52,36 @@ class Failures:
     """Ends tasks and re-enqueues throttled steps, for one storage account."""
 
     def __init__(
-        self, *, state: StateStore, queue: TaskQueue, settings: EngineSettings, clock: Clock
+        self,
+        *,
+        state: StateStore,
+        queue: TaskQueue,
+        settings: EngineSettings,
+        clock: Clock,
+        metrics: PassMetrics = NO_METRICS,
     ) -> None:
         self.state = state
         self.queue = queue
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics
+
+    def ended(self, record: TaskRecord, lane: str, text: str) -> None:
+        """Report a task that reached its final status: its end record and its metrics.
+
+        Failed and Held tasks are logged as errors, so they also stand out where only levels are read.
+        """
+        level = logging.ERROR if record.status in ALERT_STATUSES else logging.INFO
+        log.log(
+            level,
+            "run %s table %s %s: %s",
+            record.run_id,
+            record.table,
+            record.status,
+            text,
+            extra=task_end_fields(record),
+        )
+        self.metrics.task_ended(record, lane)
 
     def finish(self, message: TaskMessage, checkpoint: Checkpoint) -> None:
         """Record the task Successful with what its pass did."""
@@ -68,7 +97,7 @@ class Failures:
             details += (
                 f"; {counters.gave_up} left the retry list after {self.settings.link.retry_limit} passes"
             )
-        self.state.update_task(
+        record = self.state.update_task(
             message.run_id,
             message.table,
             status=Status.SUCCESSFUL,
@@ -76,7 +105,7 @@ class Failures:
             details=details,
             counters=counters.to_dict(),
         )
-        log.info("run %s table %s: %s", message.run_id, message.table, details)
+        self.ended(record, message.kind, details)
 
     def throttled(self, message: TaskMessage, exc: ThrottledError) -> bool:
         """Re-enqueue a throttled step with a delay, or fail its task past the cap; True if it failed."""
@@ -96,6 +125,7 @@ class Failures:
         delay = requeue_delay(exc.retry_after, ceiling=self.settings.max_throttle_delay)
         self.queue.send(message.encode(), delay_seconds=delay)
         self._count_throttle(message, float(delay), requeues + 1)
+        self.metrics.throttled(message.table, message.kind, ThrottleTally(1, float(delay)), handling=REQUEUED)
         log.warning(
             "run %s table %s step %d: throttled for %ds; re-enqueued (%d of at most %d)",
             message.run_id,
@@ -139,10 +169,10 @@ class Failures:
                 book.save(released, etag)
             except ConflictError:
                 log.warning("table %s: the checkpoint moved while releasing the lease", table)
-        self.state.update_task(
+        record = self.state.update_task(
             run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason[:1000]
         )
-        log.error("run %s table %s failed: %s", run_id, table, reason)
+        self.ended(record, book.lane, reason)
 
     def superseded(self, run_id: str, table: str, *, by: str) -> None:
         """Close the task of a run whose lapsed lease another run took over."""
@@ -150,8 +180,10 @@ class Failures:
         if task is None or task.value.status in FINAL:
             return
         reason = f"superseded by run {by}: this run's pass made no progress for the lease time"
-        self.state.update_task(run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason)
-        log.warning("run %s table %s: %s", run_id, table, reason)
+        record = self.state.update_task(
+            run_id, table, status=Status.FAILED, ended=self.clock.now(), details=reason
+        )
+        self.ended(record, task.value.kind, reason)
 
     def hold_replaced(self, run_id: str, table: str, *, by: str) -> None:
         """Close the held task of a run whose table an approved full pass (``--full --approve``) took."""
@@ -159,8 +191,10 @@ class Failures:
         if task is None or task.value.status != Status.HELD:
             return
         reason = f"replaced by run {by}, an approved full pass; this run's held pass wrote nothing"
-        self.state.update_task(run_id, table, status=Status.SKIPPED, ended=self.clock.now(), details=reason)
-        log.warning("run %s table %s: %s", run_id, table, reason)
+        record = self.state.update_task(
+            run_id, table, status=Status.SKIPPED, ended=self.clock.now(), details=reason
+        )
+        self.ended(record, task.value.kind, reason)
 
     def poison(self, text: str | None, dequeue_count: int) -> None:
         """The queue gave up on a message: record its task Failed, unless the message is stale."""
@@ -169,6 +203,10 @@ class Failures:
         except MessageError as exc:
             log.error("a poison message could not be read: %s", exc)
             return
+        with step_fields(run_id=message.run_id, table=message.table, lane=message.kind):
+            self._poisoned(message, dequeue_count)
+
+    def _poisoned(self, message: TaskMessage, dequeue_count: int) -> None:
         task = self.state.task(message.run_id, message.table)
         if task is None or task.value.status in SETTLED or task.value.kind != message.kind:
             log.info(

@@ -13,7 +13,6 @@ land and the bad ones go to the retry list.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
@@ -26,10 +25,11 @@ from .dataverse.batch import Part
 from .dataverse.client import DataverseClient
 from .dataverse.errors import NotFoundError, RequestError
 from .decision import WRITE_FAILED, Decision, PageKind
+from .log_context import context_logger
 from .mapping import PROFILE_KEY, PROFILE_SET, Target
 from .writers import Submission, WritePool
 
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 Link = tuple[str, str, str | None]
 """(source id, profile, partition id)."""
 

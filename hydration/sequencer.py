@@ -36,6 +36,7 @@ from .checkpoints import Checkpoint, Counters, Phase, advance, end_step, merge_c
 from .clock import Clock
 from .decision import LinkColumns, PageKind, RetryLimit, Snapshot, decide
 from .link_writes import DecidedLater, Landed, LinkWriter, PendingWrites
+from .log_context import in_context
 from .readers import Page, Prefetched
 from .storage.errors import ConflictError
 
@@ -180,7 +181,7 @@ class Sequencer:
         """Decide the page and submit its writes (in the background when its reads are)."""
         check = page.check
         if check is not None:
-            return DecidedLater(checks.submit(lambda: self._decide_and_submit(page, check())))
+            return DecidedLater(checks.submit(in_context(lambda: self._decide_and_submit(page, check()))))
         if page.snapshot is None:
             return None
         return self._decide_and_submit(page, page.snapshot)

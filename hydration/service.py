@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from azure.core.credentials import TokenCredential
 
+from .azure_monitor import AZURE_MONITOR, CONNECTION_STRING
 from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.auth import token_provider
 from .dataverse.client import DataverseClient
@@ -24,6 +25,7 @@ from .settings import POISON_QUEUE_NAME, QUEUE_NAME, STORAGE, Settings, StorageS
 from .state import StateStore
 from .storage.queues import AzureTaskQueue, TaskQueue
 from .storage.tables import AzureStateTables, StateTables
+from .telemetry import NO_METRICS, PassMetrics
 from .worker import Worker
 
 
@@ -90,6 +92,8 @@ class Services:
     write_clients: list[DataverseClient] = field(default_factory=list)
     clock: Clock = SYSTEM_CLOCK
     """The one clock of the process: the client, the write pool, the worker and the planner read it."""
+    metrics: PassMetrics = NO_METRICS
+    """Where the worker reports rows, throttling and task ends (Azure Monitor's when configured)."""
 
     def __post_init__(self) -> None:
         self.metadata = Metadata(self.client)
@@ -97,7 +101,9 @@ class Services:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Services:
+    def from_settings(
+        cls, settings: Settings, *, clock: Clock = SYSTEM_CLOCK, metrics: PassMetrics = NO_METRICS
+    ) -> Services:
         """Real adapters for the settings (Azure Storage or Azurite, the organization or the emulator)."""
         tables, queue, poison = storage_adapters(settings.storage)
         client, extra = dataverse_clients(settings, clock)
@@ -110,6 +116,7 @@ class Services:
             client=client,
             write_clients=extra,
             clock=clock,
+            metrics=metrics,
         )
 
     def engine_settings(self) -> EngineSettings:
@@ -139,6 +146,7 @@ class Services:
                     metadata=self.metadata,
                     clock=self.clock,
                     write_clients=self.write_clients,
+                    metrics=self.metrics,
                 )
             return self._worker
 
@@ -161,17 +169,21 @@ _cache_lock = threading.Lock()
 def _relevant(env: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     from .settings import NAMES
 
-    return tuple(sorted((k, v) for k, v in env.items() if k in NAMES or k.startswith(STORAGE)))
+    read = NAMES | {CONNECTION_STRING}
+    return tuple(sorted((k, v) for k, v in env.items() if k in read or k.startswith(STORAGE)))
 
 
 def services(env: Mapping[str, str] | None = None) -> Services:
-    """The process's services for the environment (``SettingsError`` when the settings are invalid)."""
+    """The process's services for the environment (``SettingsError`` when the settings are invalid).
+
+    Application Insights is configured here, once per process, when the environment names it.
+    """
     env = os.environ if env is None else env
     key = _relevant(env)
     with _cache_lock:
         found = _cache.get(key)
         if found is None:
-            found = Services.from_settings(Settings.from_env(env))
+            found = Services.from_settings(Settings.from_env(env), metrics=AZURE_MONITOR.metrics(env))
             _cache.clear()  # one configuration per process; an old one is never used again
             _cache[key] = found
         return found

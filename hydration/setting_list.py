@@ -141,7 +141,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "HYDRATION_HTTP_DEBUG_LOGS",
         "false",
-        "Let the HTTP library (urllib3) log at DEBUG: request lines, whose URLs carry row keys. Off, it "
-        "logs at INFO and above only, whatever the host's log level.",
+        "Let the HTTP library (urllib3) log at DEBUG and the Azure SDK log its requests at INFO: request "
+        "lines, whose URLs carry row keys (Dataverse filters, retry-list keys). Off, urllib3 logs at INFO "
+        "and the Azure SDK's request log at WARNING and above only, whatever the host's log level.",
     ),
 )

@@ -334,9 +334,20 @@ def _is_https(uri: str) -> bool:
         return False
 
 
+AZURE_SDK_REQUEST_LOGGER = "azure.core.pipeline.policies.http_logging_policy"
+"""The Azure SDK's request log: at INFO it logs each storage URL, and retry-list URLs name source rows."""
+
+
 def apply_log_levels(settings: Settings) -> None:
-    """Keep the HTTP library's request lines (URLs with row keys) out of DEBUG logs unless asked for."""
-    logging.getLogger("urllib3").setLevel(logging.DEBUG if settings.http_debug_logs else logging.INFO)
+    """Keep request lines (URLs with row keys) out of the logs unless asked for.
+
+    urllib3 logs Dataverse URLs (``In`` filters of row ids) at DEBUG; the Azure SDK logs storage URLs
+    (retry-list entities keyed by source row id) at INFO. Both stay quiet unless
+    ``HYDRATION_HTTP_DEBUG_LOGS`` is on.
+    """
+    debug = settings.http_debug_logs
+    logging.getLogger("urllib3").setLevel(logging.DEBUG if debug else logging.INFO)
+    logging.getLogger(AZURE_SDK_REQUEST_LOGGER).setLevel(logging.INFO if debug else logging.WARNING)
 
 
 def sample_local_settings() -> dict[str, Any]:

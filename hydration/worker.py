@@ -18,7 +18,6 @@ of a table with links is first surveyed, then judged by the relink guard in a st
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
@@ -32,6 +31,7 @@ from .decision import LinkColumns
 from .estimates import count_mapping_left
 from .failures import Failures
 from .lanes import Lane, LaneBook
+from .log_context import context_logger, step_fields
 from .mapping import Queries, Target
 from .messages import MessageError, TaskMessage
 from .passes import EngineSettings, PassStarter
@@ -43,9 +43,10 @@ from .state import StateStore, TaskRecord
 from .statuses import SETTLED, Status
 from .storage.errors import ConflictError
 from .storage.queues import TaskQueue
+from .telemetry import NO_METRICS, WAITED, PassMetrics, ThrottleTally, step_rows
 from .writers import WritePool
 
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 
 
 class Outcome(Enum):
@@ -85,6 +86,7 @@ class Worker:
         metadata: Metadata | None = None,
         clock: Clock = SYSTEM_CLOCK,
         write_clients: Sequence[DataverseClient] = (),
+        metrics: PassMetrics = NO_METRICS,
     ) -> None:
         self.client = client
         self.state = state
@@ -94,7 +96,8 @@ class Worker:
         self.starter = PassStarter(
             client=client, metadata=metadata or Metadata(client), settings=settings, clock=clock
         )
-        self.failures = Failures(state=state, queue=queue, settings=settings, clock=clock)
+        self.metrics = metrics
+        self.failures = Failures(state=state, queue=queue, settings=settings, clock=clock, metrics=metrics)
         self.guard = RelinkGuard(client, settings.relink)
         self.pool = WritePool.for_settings([client, *write_clients], settings.link, clock=clock)
         """One pool for the worker's life: what it learns of each user's pace carries across steps."""
@@ -108,6 +111,19 @@ class Worker:
         except MessageError as exc:
             log.error("rejected a queue message: %s", exc)
             return Outcome.REJECTED
+        with step_fields(run_id=message.run_id, table=message.table, lane=message.kind):
+            before = self._throttle_tally()
+            try:
+                return self._handle_message(message)
+            finally:
+                waited = self._throttle_tally().since(before)
+                self.metrics.throttled(message.table, message.kind, waited, handling=WAITED)
+
+    def _throttle_tally(self) -> ThrottleTally:
+        """The 429s the pool's clients waited out so far (the host runs one message at a time)."""
+        return ThrottleTally.of(c.counters for c in self.pool.clients)
+
+    def _handle_message(self, message: TaskMessage) -> Outcome:
         found = self.state.task(message.run_id, message.table)
         if found is None or found.value.kind != message.kind:
             log.error(
@@ -204,9 +220,10 @@ class Worker:
             details = f"the table is being hydrated by run {checkpoint.run_id}; a rerun was requested"
         else:
             return None
-        self.state.update_task(
+        record = self.state.update_task(
             message.run_id, message.table, status=Status.SKIPPED, ended=now, details=details
         )
+        self.failures.ended(record, book.lane, details)
         return Outcome.SKIPPED
 
     # -- duplicates -------------------------------------------------------------------------
@@ -254,7 +271,11 @@ class Worker:
         target, _ = self.starter.target(task)
         if claimed[0].phase is Phase.GUARD:
             return self._judge(message, target, book, *claimed)
-        done = self._sequencer(target, book, survey=claimed[0].survey).run(*claimed)
+        try:
+            done = self._sequencer(target, book, survey=claimed[0].survey).run(*claimed)
+        except Exception:
+            self._report_committed(message, book, claimed[0])
+            raise
         if done is None:
             log.warning(
                 "run %s table %s step %d: another copy of the step took over; stopping this copy",
@@ -264,6 +285,10 @@ class Worker:
             )
             return Outcome.DUPLICATE
         checkpoint, etag = done
+        if not claimed[0].survey:  # a survey writes nothing: its counts are what the guard weighs
+            self.metrics.rows(
+                message.table, message.kind, step_rows(claimed[0].counters, checkpoint.counters)
+            )
         left = (
             count_mapping_left(self.client, self._queries(target), checkpoint) if checkpoint.active else None
         )
@@ -311,8 +336,10 @@ class Worker:
         details += (
             f"python -m hydration approve {message.run_id} (or POST /api/runs/{message.run_id}/approve)"
         )
-        self.state.update_task(message.run_id, message.table, status=Status.HELD, details=details, guard=view)
-        log.warning("run %s table %s: %s", message.run_id, message.table, details)
+        record = self.state.update_task(
+            message.run_id, message.table, status=Status.HELD, details=details, guard=view
+        )
+        self.failures.ended(record, book.lane, details)
         return Outcome.HELD
 
     def _save_decision(
@@ -328,6 +355,12 @@ class Worker:
                     return None
                 claimed, decided = stored, replace(decided, rerun_requested=True)
         return None
+
+    def _report_committed(self, message: TaskMessage, book: LaneBook, claimed: Checkpoint) -> None:
+        """Report the rows of the pages a failed step committed before its error (they stay done)."""
+        saved, _ = book.load(message.table)
+        if saved.run_id == message.run_id and saved.seq == claimed.seq and not claimed.survey:
+            self.metrics.rows(message.table, message.kind, step_rows(claimed.counters, saved.counters))
 
     def _sequencer(self, target: Target, book: LaneBook, *, survey: bool) -> Sequencer:
         link = self.settings.link

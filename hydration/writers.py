@@ -31,6 +31,7 @@ from .concurrency import AdaptiveLimit, ExecutionBudget, next_batch_size
 from .dataverse.client import DataverseClient
 from .dataverse.errors import ThrottledError
 from .link_settings import MAX_IN_FLIGHT, LinkSettings
+from .log_context import in_context
 
 T = TypeVar("T")
 DEFAULT_PARALLELISM = 4
@@ -254,7 +255,7 @@ class WritePool:
         if not chunks:
             return Submission([], cancelled)
         executor = self._pool()
-        futures = [executor.submit(self._send_one, c, send, cancelled) for c in chunks]
+        futures = [executor.submit(in_context(self._send_one), c, send, cancelled) for c in chunks]
         return Submission(futures, cancelled)
 
     def _send_one(

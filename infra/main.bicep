@@ -69,6 +69,12 @@ param operatorPrincipalId string = ''
 @description('Type of operatorPrincipalId.')
 param operatorPrincipalType string = 'User'
 
+@description('Optional email address alerted when a table ends Failed or Held (an action group is created for it).')
+param alertEmail string = ''
+
+@description('Optional resource id of an existing action group alerted when a table ends Failed or Held.')
+param alertActionGroupId string = ''
+
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -116,6 +122,19 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: 'appi-${resourceToken}'
     location: location
     tags: tags
+  }
+}
+
+// The alert on tables that end Failed or Held, from the app's task-end records in Application Insights.
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    name: 'alert-failed-or-held-${resourceToken}'
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.name
+    alertEmail: alertEmail
+    actionGroupId: alertActionGroupId
   }
 }
 
@@ -175,4 +194,5 @@ output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.properties.clientId
 output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.properties.principalId
 output EVENT_GRID_TOPIC_ID string = createEventGridSubscription ? eventGrid.outputs.id : ''
+output AZURE_ALERT_RULE_ID string = alerts.outputs.id
 output EVENT_GRID_TOPIC_ENDPOINT string = createEventGridSubscription ? eventGrid.outputs.endpoint : ''

@@ -13,7 +13,6 @@ control API, to let mapping changes settle without waiting.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from typing import Any
 import requests
 
 from hydration.clock import SYSTEM_CLOCK, Clock
+from hydration.log_context import context_logger
 
 from . import batch as batch_format
 from .auth import TokenProvider
@@ -43,7 +43,7 @@ from .paging import Paginator
 API_PATH = "/api/data/v9.2/"
 MAX_CLOCK_SKEW = timedelta(minutes=5)
 """A ``Date`` answer header further ahead of the host's clock than this is ignored, not believed."""
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ Every name is validated before it reaches a URL, and string literals go through 
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 from hydration.clock import Clock
+from hydration.log_context import context_logger
 
 from . import odata
 from .client import DataverseClient
@@ -42,7 +42,7 @@ _RELATIONSHIP_SELECT = (
     "SchemaName,ReferencingAttribute,ReferencingEntityNavigationPropertyName,ReferencedEntity"
 )
 
-log = logging.getLogger(__name__)
+log = context_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from hydration.state import StateStore, TaskRecord
 from hydration.storage.driver import Delivery, DrainStats, QueueDriver
 from hydration.storage.queues import AzureTaskQueue, Received, TaskQueue, poison_queue_name
 from hydration.storage.tables import AzureStateTables
+from hydration.telemetry import NO_METRICS, PassMetrics
 from hydration.worker import Outcome, Worker
 
 CONTACT_SOURCES = [("DataverseSales", "contact"), ("DataverseMarketing", "contact")]
@@ -115,10 +116,12 @@ class Harness:
         write_users: Sequence[str] = (),
         full_pages: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        metrics: PassMetrics = NO_METRICS,
         **settings: Any,
     ) -> None:
         self.em = emulator
         self.clock = clock
+        self.metrics = metrics
         emulator.modes(short_pages=None if full_pages else SHORT_PAGES)
         org = emulator.base_url
         self.client = DataverseClient(
@@ -156,6 +159,7 @@ class Harness:
             metadata=self.metadata,
             clock=self.clock,
             write_clients=self.write_clients,
+            metrics=self.metrics,
         )
 
     def crash_state(self, when: Callable[[Checkpoint], bool]) -> None:

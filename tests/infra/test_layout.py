@@ -30,6 +30,7 @@ def test_layout_files_exist() -> None:
         "infra/app/function.bicep",
         "infra/app/storage.bicep",
         "infra/app/monitoring.bicep",
+        "infra/app/alerts.bicep",
         "infra/hooks/postdeploy.sh",
         "infra/hooks/postdeploy.ps1",
         ".github/workflows/arm.yml",
