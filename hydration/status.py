@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import Callable
 from datetime import datetime
 from html import escape
 from typing import Any
 
-from .checkpoints import Counters
+from .checkpoints import CountBounds, Counters
 from .messages import is_run_id
 from .state import StateStore, TaskRecord
 from .statuses import FINAL, Status
@@ -46,9 +47,15 @@ def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
     return Status.SUCCESSFUL
 
 
+def _bounds_view(bounds: CountBounds) -> dict[str, Any]:
+    """How exact the counts are, for the status answer (see ``Counters.bounds``)."""
+    return {"countsExact": bounds.exact, "lowerBounds": list(bounds.lower), "upperBounds": list(bounds.upper)}
+
+
 def task_view(task: TaskRecord) -> dict[str, Any]:
     """One table of a run, for the status answer."""
-    counts = Counters.from_dict(task.counters).to_dict()
+    counters = Counters.from_dict(task.counters)
+    counts = counters.to_dict()
     throttled = counts.pop("throttled_seconds", 0.0)
     return {
         "table": task.table,
@@ -59,6 +66,7 @@ def task_view(task: TaskRecord) -> dict[str, Any]:
         "started": _time(task.started),
         "ended": _time(task.ended),
         "counts": counts,
+        **_bounds_view(counters.bounds(plan=task.kind == "plan")),
         "throttledSeconds": round(float(throttled), 1),
         "sources": [list(s) for s in task.sources],
     }
@@ -73,9 +81,10 @@ def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
     if ended is None and status in FINAL and tasks:
         ends = [t.ended for t in tasks if t.ended is not None]
         ended = max(ends) if ends else None
-    total = Counters()
+    total, bounds = Counters(), CountBounds()
     for task in tasks:
-        total = total + Counters.from_dict(task.counters)
+        counters = Counters.from_dict(task.counters)
+        total, bounds = total + counters, bounds | counters.bounds(plan=task.kind == "plan")
     counts = total.to_dict()
     throttled = counts.pop("throttled_seconds", 0.0)
     return {
@@ -89,6 +98,7 @@ def run_view(state: StateStore, record: dict[str, Any]) -> dict[str, Any]:
         "started": _time(record.get("started")),
         "ended": _time(ended) if status in FINAL else None,
         "counts": counts,
+        **_bounds_view(bounds),
         "throttledSeconds": round(float(throttled), 1),
         "tables": [task_view(t) for t in tasks],
     }
@@ -104,6 +114,13 @@ def report(state: StateStore, *, limit: int = 10, run_id: str | None = None) -> 
     return {"task": TASK_NAME, "group": GROUP, "runs": [run_view(state, r) for r in runs]}
 
 
+def _amounts(view: dict[str, Any]) -> Callable[[str], str]:
+    """A task view's counts in words, "at least" or "at most" where they are bounds."""
+    counters = Counters.from_dict(view["counts"])
+    bounds = CountBounds(lower=tuple(view.get("lowerBounds", ())), upper=tuple(view.get("upperBounds", ())))
+    return lambda name: counters.amount(name, bounds)
+
+
 def render(data: dict[str, Any]) -> str:
     """The report as a text table for the command line."""
     lines: list[str] = []
@@ -115,11 +132,11 @@ def render(data: dict[str, Any]) -> str:
         if run["details"]:
             lines.append(f"  {run['details']}")
         for table in run["tables"]:
-            counts = table["counts"]
+            amount = _amounts(table)
             verb = "to write" if table["kind"] == "plan" else "written"
             lines.append(
-                f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
-                f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
+                f"  {table['table']:24} {table['status']:10} {verb} {amount('written'):>9}  "
+                f"correct {amount('already_correct'):>9}  cleared {amount('cleared'):>7}  "
                 f"throttled {table['throttledSeconds']:>6.0f} s"
             )
             if table["details"]:
@@ -167,11 +184,11 @@ def render_html(data: dict[str, Any]) -> str:
             "<th>cleared</th><th>throttled (s)</th><th>details</th></tr>"
         )
         for table in run["tables"]:
-            counts = table["counts"]
+            amount = _amounts(table)
             task_status = escape(str(table["status"]))
             parts.append(
                 f'<tr><td>{escape(table["table"])}</td><td class="{task_status}">{task_status}</td>'
-                f"<td>{counts['written']:,}</td><td>{counts['already_correct']:,}</td><td>{counts['cleared']:,}</td>"
+                f"<td>{amount('written')}</td><td>{amount('already_correct')}</td><td>{amount('cleared')}</td>"
                 f"<td>{table['throttledSeconds']:.0f}</td><td>{escape(table['details'])}</td></tr>"
             )
         parts.append("</table>")
