@@ -141,7 +141,11 @@ class Scene:
     def host(self, **changes: Any) -> Services:
         """The app's services as one Functions instance builds them (another call: another instance)."""
         built = Services.from_settings(self.settings, clock=self.clock)
-        return replace(built, queue=self.queue, poison=self.poison, **changes)
+        return replace(built, **{"queue": self.queue, "poison": self.poison, **changes})
+
+    def hooked(self, when: Callable[[Checkpoint], bool], first: Callable[[], None]) -> HookedState:
+        """The scene's state store, doing ``first`` once before a checkpoint matching ``when`` is saved."""
+        return HookedState(self.svc.state, when, first)
 
     # -- runs -------------------------------------------------------------------------------
 
