@@ -46,6 +46,8 @@ class CaseRecord:
     faults_injected: int = 0
     rows_verified: int = 0
     rows_lost: int = 0
+    known_defect: str | None = None
+    """Set by a case that shows a defect not fixed yet (an xfail): its figures are reported apart."""
 
 
 @dataclass
@@ -56,12 +58,14 @@ class Ledger:
 
     def summary(self) -> dict[str, Any]:
         """Totals and the cases, for the artifact."""
+        held = [c for c in self.cases if c.known_defect is None]
         return {
-            "cases_run": len(self.cases),
-            "faults_injected": sum(c.faults_injected for c in self.cases),
-            "rows_verified": sum(c.rows_verified for c in self.cases),
-            "rows_lost": sum(c.rows_lost for c in self.cases),
-            "cases": [vars(c) for c in sorted(self.cases, key=lambda c: c.case)],
+            "cases_run": len(held),
+            "faults_injected": sum(c.faults_injected for c in held),
+            "rows_verified": sum(c.rows_verified for c in held),
+            "rows_lost": sum(c.rows_lost for c in held),
+            "cases": [vars(c) for c in sorted(held, key=lambda c: c.case)],
+            "known_defects": [vars(c) for c in self.cases if c.known_defect is not None],
         }
 
     def write(self) -> Path | None:
@@ -212,13 +216,6 @@ class Scene:
     def count(self, faults: int) -> None:
         """Count faults the case injected itself (a crash, a duplicate, a stray message)."""
         self.record.faults_injected += faults
-
-    def throttled_by_limits(self) -> int:
-        """The 429s the emulator's service protection limits answered, counted into the record."""
-        throttled = sum(self.emulator.stats().get("throttled", {}).values())
-        self.record.faults_injected += throttled
-        self.emulator.limits(**LimitsConfig().to_json())
-        return int(throttled)
 
     # -- the truth --------------------------------------------------------------------------
 

@@ -78,7 +78,7 @@ CASES = {
         scene={"client_timeout": 0.2},
         min_fired=3,
     ),
-    "short pages of every size": ServerFault([], scene={"page_size": 9}, min_fired=0),
+    "short pages of every size": ServerFault([], scene={"page_size": 12}, min_fired=0),
     "throttling forever": ServerFault(
         [{"kind": "throttle", "retry_after": 0, "nth": 12, "count": 10_000}],
         scene={"memory_queues": True, "env": {"HYDRATION_MAX_THROTTLED_REQUEUES": "2"}},
