@@ -110,13 +110,14 @@ class Scene:
         memory_queues: bool = False,
         env: dict[str, str] | None = None,
         client_timeout: float | None = None,
+        rows: tuple[int, int] = (CONTACTS, LEADS),
     ) -> None:
         self.emulator = emulator
         self.azurite = azurite
         self.record = record
         self.clock = FakeClock(start=datetime.now(UTC))
         self.memory_queues = memory_queues
-        emulator.reset(contacts=CONTACTS, leads=LEADS, seed=SEED, modes={"short_pages": 7})
+        emulator.reset(contacts=rows[0], leads=rows[1], seed=SEED, modes={"short_pages": 7})
         emulator.advance_clock(16 * 60)
         self.env = {
             "DATAVERSE_URL": emulator.base_url,
