@@ -5,14 +5,16 @@ an answer, but a real organization produces them only when it wants to. Tests an
 **rules** here (``PUT /_emulator/faults``); each top-level Web API request (never a control request, never
 a part of a ``$batch``) is matched against them in order.
 
-A rule names a ``kind`` (``error``, ``throttle``, ``slow``, ``drop``), which requests it matches
+A rule names a ``kind`` (``error``, ``throttle``, ``slow``, ``drop``, ``answer``), which requests it matches
 (``method``, a ``path`` regular expression searched in the path under ``/api/data/v9.2/``, ``user``)
 and when it fires: with probability ``rate`` per matching request, or on the ``nth`` matching request
 and the ``count - 1`` after it (``count`` alone: the next ``count`` requests). Whether a rate fires is
 drawn from the seed, the rule's position and the match's number, so the same seed and the same
 sequence of requests give the same faults. The first rule that fires applies; the others still count
 the request as a match. ``after`` (errors and drops) runs the request first and then fails the answer:
-the write happened but the client cannot know it. See docs/emulator-limits.md.
+the write happened but the client cannot know it. ``answer`` serves a hostile server's answer: the given
+JSON body with status 200 in place of running the request (a next link to another host, rows of the
+wrong shape). See docs/emulator-limits.md.
 """
 
 from __future__ import annotations
@@ -26,12 +28,13 @@ from typing import Any
 from .errors import SERVER_ERROR, ApiError
 from .limits import LIMITS, REQUESTS, LimitsConfig, throttle_error
 
-KINDS = ("error", "throttle", "slow", "drop")
+KINDS = ("error", "throttle", "slow", "drop", "answer")
 _KIND_FIELDS = {
     "error": {"status", "code", "message", "after"},
     "throttle": {"retry_after", "limit"},
     "slow": {"delay_seconds"},
     "drop": {"after"},
+    "answer": {"body"},
 }
 _COMMON_FIELDS = {"kind", "method", "path", "user", "rate", "nth", "count"}
 _MESSAGES = {
@@ -70,6 +73,7 @@ class FaultRule:
     retry_after: int = 1
     limit: str = REQUESTS
     delay_seconds: float = 0.0
+    body: dict[str, Any] | None = None
 
     @property
     def label(self) -> str:
@@ -172,6 +176,8 @@ def _check_kind(kind: str, raw: dict[str, Any]) -> None:
             raise FaultError("'retry_after' must be an integer >= 0 (whole seconds, sent as given)")
         if raw.get("limit", REQUESTS) not in LIMITS:
             raise FaultError(f"'limit' must be one of {', '.join(LIMITS)}")
+    if kind == "answer" and not isinstance(raw.get("body"), dict):
+        raise FaultError("'body' must be the JSON object to answer with")
     if kind == "slow":
         delay = raw.get("delay_seconds")
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not 0 < delay <= 3600:

@@ -35,7 +35,7 @@ from . import api
 from .batching import API_PREFIX, run_batch, split_query
 from .control import handle_control
 from .errors import NOT_A_MEMBER, SERVER_ERROR, ApiError
-from .exchange import ApiRequest, ApiResponse, error_response, http_date
+from .exchange import ApiRequest, ApiResponse, error_response, http_date, json_response
 from .faults import DroppedConnectionError, FaultRule
 from .generator import seed_organization
 from .limits import Throttle, tally_batch_part, tallying, throttle_error
@@ -187,7 +187,10 @@ class EmulatorApp:
     def _fail(self, fault: FaultRule, request: ApiRequest, environ: dict[str, Any]) -> ApiResponse:
         """Answer an injected fault, or drop the connection without an answer."""
         self.org.stats.fault(fault.label, request.user)
-        answer = None if fault.kind == "drop" else error_response(fault.error(self.org.limits.config))
+        if fault.kind == "answer":
+            answer: ApiResponse | None = json_response(200, fault.body)
+        else:
+            answer = None if fault.kind == "drop" else error_response(fault.error(self.org.limits.config))
         if not fault.after:  # the request never ran: count it as one the fault answered
             self.org.stats.request("fault", request.user, answer.status if answer else None, inner=False)
         if answer is not None:

@@ -94,6 +94,10 @@ class Counters:
     retried_ok: int = 0
     gave_up: int = 0
     """Rows taken off the retry list after ``retry_limit`` passes (the next full pass decides them anew)."""
+    redone_steps: int = 0
+    """Steps claimed again after an interruption (a crash, a redelivery, a throttled or failed step).
+    Writes that landed before the interruption are found already correct when the step is redone, and
+    their counts were never committed: see ``bounds``."""
     throttled_seconds: float = 0.0
 
     def __add__(self, other: Counters) -> Counters:
@@ -108,6 +112,51 @@ class Counters:
         """Read counters saved by ``to_dict``; unknown keys are ignored, missing ones are zero."""
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in (data or {}).items() if k in known})
+
+    def bounds(self, *, plan: bool) -> CountBounds:
+        """Which counts are bounds rather than exact figures.
+
+        Counts are committed with the checkpoint after a page's writes land. A step interrupted after
+        some writes landed is redone, and its rows are then found correct: they count as already correct,
+        not as written (nor, in the reconcile, as stale and cleared, since their links are gone). So once
+        a live pass redoes a step, those counts are lower bounds and ``already_correct`` an upper bound.
+        A dry run writes nothing, so a redone step finds what it found before: its counts stay exact.
+        """
+        if plan or self.redone_steps == 0:
+            return CountBounds()
+        return CountBounds(lower=_LOWER_AFTER_REDO, upper=_UPPER_AFTER_REDO)
+
+    def amount(self, name: str, bounds: CountBounds) -> str:
+        """A count in words: ``1,234``, or ``at least 1,234`` / ``at most 1,234`` when it is a bound."""
+        value = f"{getattr(self, name):,}"
+        if name in bounds.lower:
+            return f"at least {value}"
+        if name in bounds.upper:
+            return f"at most {value}"
+        return value
+
+
+_LOWER_AFTER_REDO = ("written", "cleared", "stale", "retried_ok")
+_UPPER_AFTER_REDO = ("already_correct",)
+
+
+@dataclass(frozen=True)
+class CountBounds:
+    """The counts of a pass that are lower or upper bounds (``Counters.bounds``); none when exact."""
+
+    lower: tuple[str, ...] = ()
+    upper: tuple[str, ...] = ()
+
+    @property
+    def exact(self) -> bool:
+        """Whether every count is exact."""
+        return not self.lower and not self.upper
+
+    def __or__(self, other: CountBounds) -> CountBounds:
+        return CountBounds(
+            lower=tuple(dict.fromkeys(self.lower + other.lower)),
+            upper=tuple(dict.fromkeys(self.upper + other.upper)),
+        )
 
 
 Change = tuple[str, str, str | None]
@@ -151,6 +200,8 @@ class Checkpoint:
     lease_owner: str | None = None
     lease_renewed: datetime | None = None
     rerun_requested: bool = False
+    step_claimed: bool = False
+    """Whether a delivery claimed the current step already: a second claim redoes it (``claim_step``)."""
     counters: Counters = field(default_factory=Counters)
     survey: bool = False
     """The pass is counting what it would change, writing nothing (the relink guard's first walk)."""
@@ -227,9 +278,26 @@ def start_pass(
         lease_owner=owner,
         lease_renewed=now,
         rerun_requested=False,
+        step_claimed=False,
         counters=Counters(),
         survey=survey,
         changes=(),
+    )
+
+
+def claim_step(checkpoint: Checkpoint, *, owner: str, now: datetime) -> Checkpoint:
+    """The checkpoint a delivery saves to claim the current step: the lease renewed, the step claimed.
+
+    A step claimed before (its first delivery crashed, lost its lease, was throttled or failed) is being
+    redone, and that is counted: writes the earlier attempt landed are not in the counts (``bounds``).
+    """
+    redone = Counters(redone_steps=1) if checkpoint.step_claimed else Counters()
+    return replace(
+        checkpoint,
+        lease_renewed=now,
+        lease_owner=owner,
+        step_claimed=True,
+        counters=checkpoint.counters + redone,
     )
 
 
@@ -281,7 +349,7 @@ def end_step(
     a dry run), with its first step's continuation still to send; ``survey``: the rerun is surveyed
     first, as any live pass of a linked table (the relink guard).
     """
-    ended = replace(checkpoint, seq=checkpoint.seq + 1)
+    ended = replace(checkpoint, seq=checkpoint.seq + 1, step_claimed=False)
     if ended.active or not ended.rerun_requested or rerun_end is None or ended.run_id is None:
         return ended
     restarted = start_pass(

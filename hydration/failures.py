@@ -86,13 +86,24 @@ class Failures:
     def finish(self, message: TaskMessage, checkpoint: Checkpoint) -> None:
         """Record the task Successful with what its pass did."""
         counters = checkpoint.counters
-        verb = "would write" if message.kind == Lane.PLAN else "wrote"
+        plan = message.kind == Lane.PLAN
+        bounds = counters.bounds(plan=plan)
+
+        def amount(name: str) -> str:
+            return counters.amount(name, bounds)
+
         details = (
-            f"{'full' if checkpoint.full else 'incremental'} pass: read {counters.rows_read} rows, {verb} "
-            f"{counters.written}, {counters.already_correct} already correct, "
-            f"{counters.no_profile} waiting for their profile, {counters.no_source} without a source row, "
-            f"{counters.invalid_keys} invalid keys, {counters.stale} stale ({counters.cleared} cleared)"
+            f"{'full' if checkpoint.full else 'incremental'} pass: read {amount('rows_read')} rows, "
+            f"{'would write' if plan else 'wrote'} {amount('written')}, {amount('already_correct')} already "
+            f"correct, {amount('no_profile')} waiting for their profile, {amount('no_source')} without a "
+            f"source row, {amount('invalid_keys')} invalid keys, {amount('stale')} stale "
+            f"({amount('cleared')} cleared)"
         )
+        if not bounds.exact:
+            details += (
+                f"; {counters.redone_steps} interrupted step(s) redone: rows written before an interruption "
+                "count as already correct"
+            )
         if counters.gave_up:
             details += (
                 f"; {counters.gave_up} left the retry list after {self.settings.link.retry_limit} passes"

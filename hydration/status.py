@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .checkpoints import Counters
+from .checkpoints import CountBounds, Counters
 from .messages import is_run_id
 from .progress import task_progress
 from .state import StateStore, TaskRecord
@@ -54,9 +54,15 @@ def run_status(record: dict[str, Any], tasks: list[TaskRecord]) -> str:
     return Status.SUCCESSFUL
 
 
+def _bounds_view(bounds: CountBounds) -> dict[str, Any]:
+    """How exact the counts are, for the status answer (see ``Counters.bounds``)."""
+    return {"countsExact": bounds.exact, "lowerBounds": list(bounds.lower), "upperBounds": list(bounds.upper)}
+
+
 def task_view(task: TaskRecord, *, now: datetime) -> dict[str, Any]:
     """One table of a run, for the status answer (``now``: the time its pace is measured to)."""
-    counts = Counters.from_dict(task.counters).to_dict()
+    counters = Counters.from_dict(task.counters)
+    counts = counters.to_dict()
     throttled = counts.pop("throttled_seconds", 0.0)
     return {
         "table": task.table,
@@ -67,6 +73,7 @@ def task_view(task: TaskRecord, *, now: datetime) -> dict[str, Any]:
         "started": _time(task.started),
         "ended": _time(task.ended),
         "counts": counts,
+        **_bounds_view(counters.bounds(plan=task.kind == "plan")),
         "throttledSeconds": round(float(throttled), 1),
         "phase": task.phase or None,
         "progress": task_progress(task, int(counts["rows_read"]), now=now).to_dict(),
@@ -90,9 +97,10 @@ def run_view(state: StateStore, record: dict[str, Any], *, now: datetime) -> dic
     if ended is None and status in FINAL and tasks:
         ends = [t.ended for t in tasks if t.ended is not None]
         ended = max(ends) if ends else None
-    total = Counters()
+    total, bounds = Counters(), CountBounds()
     for task in tasks:
-        total = total + Counters.from_dict(task.counters)
+        counters = Counters.from_dict(task.counters)
+        total, bounds = total + counters, bounds | counters.bounds(plan=task.kind == "plan")
     counts = total.to_dict()
     throttled = counts.pop("throttled_seconds", 0.0)
     return {
@@ -106,6 +114,7 @@ def run_view(state: StateStore, record: dict[str, Any], *, now: datetime) -> dic
         "started": _time(record.get("started")),
         "ended": _time(ended) if status in FINAL else None,
         "counts": counts,
+        **_bounds_view(bounds),
         "throttledSeconds": round(float(throttled), 1),
         "tables": [task_view(t, now=now) for t in tasks],
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 from .progress import eta_text, pace_text
 from .status_chart import chart
-from .status_text import held_lines
+from .status_text import amounts, held_lines
 from .statuses import Status
 
 REFRESH_SECONDS = 5
@@ -75,7 +75,8 @@ def _cell(value: str, *, name: str, numeric: bool = False) -> str:
 def _table_row(table: dict[str, Any]) -> str:
     counts, progress = table["counts"], table["progress"]
     to_write = table["kind"] == "plan" or table["status"] == Status.HELD
-    written = f"{counts['written']:,}" + (" to write" if to_write else "")
+    amount = amounts(table)
+    written = escape(amount("written")) + (" to write" if to_write else "")
     cells = [
         _cell(escape(str(table["table"])), name="table"),
         _cell(_status(table["status"]), name="status"),
@@ -83,8 +84,8 @@ def _table_row(table: dict[str, Any]) -> str:
         _cell(f"{counts['pages']:,}", name="pages", numeric=True),
         _cell(f"{counts['rows_read']:,}", name="rows-read", numeric=True),
         _cell(written, name="written", numeric=True),
-        _cell(f"{counts['already_correct']:,}", name="already-correct", numeric=True),
-        _cell(f"{counts['cleared']:,}", name="cleared", numeric=True),
+        _cell(escape(amount("already_correct")), name="already-correct", numeric=True),
+        _cell(escape(amount("cleared")), name="cleared", numeric=True),
         _cell(escape(pace_text(progress).removesuffix(" rows/s")), name="rows-per-second", numeric=True),
         _cell(escape(eta_text(progress)), name="eta", numeric=True),
         _cell(f"{table['throttledSeconds']:.0f}", name="throttled", numeric=True),

@@ -6,19 +6,28 @@ stored, so a status added later reads as itself.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from .checkpoints import CountBounds, Counters
 from .progress import eta_text, pace_text
 from .statuses import Status
 
 
+def amounts(view: dict[str, Any]) -> Callable[[str], str]:
+    """A task view's counts in words, "at least" or "at most" where they are bounds (a step was redone)."""
+    counters = Counters.from_dict(view["counts"])
+    bounds = CountBounds(lower=tuple(view.get("lowerBounds", ())), upper=tuple(view.get("upperBounds", ())))
+    return lambda name: counters.amount(name, bounds)
+
+
 def table_line(table: dict[str, Any]) -> str:
     """One table of a run: status, counts, throttling, and pace and ETA where there are any."""
-    counts = table["counts"]
+    amount = amounts(table)
     verb = "to write" if table["kind"] == "plan" or table["status"] == Status.HELD else "written"
     line = (
-        f"  {table['table']:24} {table['status']:10} {verb} {counts['written']:>9,}  "
-        f"correct {counts['already_correct']:>9,}  cleared {counts['cleared']:>7,}  "
+        f"  {table['table']:24} {table['status']:10} {verb} {amount('written'):>9}  "
+        f"correct {amount('already_correct'):>9}  cleared {amount('cleared'):>7}  "
         f"throttled {table['throttledSeconds']:>6.0f} s"
     )
     extras = [pace_text(table["progress"])]

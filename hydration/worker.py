@@ -22,7 +22,15 @@ from collections.abc import Sequence
 from dataclasses import replace
 from enum import Enum
 
-from .checkpoints import Checkpoint, FullPassReason, Phase, end_step, lease_expired, only_rerun_asked
+from .checkpoints import (
+    Checkpoint,
+    FullPassReason,
+    Phase,
+    claim_step,
+    end_step,
+    lease_expired,
+    only_rerun_asked,
+)
 from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, ThrottledError
@@ -250,9 +258,9 @@ class Worker:
     # -- one step ---------------------------------------------------------------------------
 
     def _claim(self, book: LaneBook, checkpoint: Checkpoint, etag: str) -> tuple[Checkpoint, str] | None:
-        """Claim the step: renew the lease with the ETag read, merging a rerun request saved meanwhile."""
+        """Claim the step with the ETag read, merging a rerun request saved meanwhile (a redo counts)."""
         for _ in range(3):
-            claimed = replace(checkpoint, lease_renewed=self.clock.now(), lease_owner=self.settings.owner)
+            claimed = claim_step(checkpoint, owner=self.settings.owner, now=self.clock.now())
             try:
                 return claimed, book.save(claimed, etag)
             except ConflictError:

@@ -187,6 +187,21 @@ def test_a_connection_dropped_after_a_write_still_wrote(
     assert firstname(api, contact) == "Dropped"
 
 
+def test_a_hostile_answer_is_served_in_place_of_the_request(
+    emulator: EmulatorClient, api: WebApi, contact: str
+) -> None:
+    hostile = {"value": [], "@odata.nextLink": "http://127.0.0.1:1\\@127.0.0.1:2/api/data/v9.2/contacts"}
+    emulator.faults([{"kind": "answer", "body": hostile, "method": "GET", "path": "^contacts$", "count": 1}])
+    response = api.get("contacts?$select=contactid")
+    assert response.status_code == 200
+    assert response.json() == hostile
+    assert len(api.get("contacts?$select=contactid").json()["value"]) > 0  # only the first
+    assert rename(api, contact, "Ada").status_code == 204  # other requests run as usual
+    stats = emulator.stats()
+    assert stats["faults"] == {"answer": 1}
+    assert emulator.faults()["fired"] == [1]
+
+
 def test_the_same_seed_gives_the_same_faults(emulator: EmulatorClient, api: WebApi) -> None:
     rules = [{"kind": "error", "status": 503, "rate": 0.3}]
 
@@ -248,6 +263,9 @@ def test_faults_and_limits_work_together(emulator: EmulatorClient, api: WebApi) 
         ({"rules": [{"kind": "throttle", "limit": "memory", "nth": 1}]}, "'limit' must be"),
         ({"rules": [{"kind": "drop", "after": "yes", "nth": 1}]}, "'after' must be"),
         ({"rules": [{"kind": "drop", "nth": 1}], "seed": "x"}, "'seed' must be"),
+        ({"rules": [{"kind": "answer", "nth": 1}]}, "'body' must be"),
+        ({"rules": [{"kind": "answer", "body": [], "nth": 1}]}, "'body' must be"),
+        ({"rules": [{"kind": "error", "body": {}, "nth": 1}]}, "does not apply to a error rule"),
         ({"rules": {"kind": "drop"}}, "'rules' must be a list"),
         ({"rules": ["drop"]}, "each rule must be a JSON object"),
         ({"rules": [], "extra": 1}, "unknown field 'extra'"),
