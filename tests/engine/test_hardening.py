@@ -47,14 +47,16 @@ class MeddlingState(StateStore):
 
 
 def test_throttling_forever_fails_the_task_past_the_cap_and_the_next_run_resumes(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
+    """On a fake clock with in-memory storage: the re-enqueue delays and backoffs wait no real time."""
     emulator.reset(contacts=300, leads=0, seed=3)
     harness = Harness(
         emulator,
-        azurite,
+        None,
         max_throttled_requeues=3,
         client_settings=ClientSettings(max_retries=1, inline_throttle_limit=0.5),
+        clock=FakeClock(),
     )
     harness.run(tables=CONTACTS)  # a first pass, so the next one is incremental
     emulator.reunify(fraction=0.2, seed=5)

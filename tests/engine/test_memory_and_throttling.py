@@ -1,6 +1,10 @@
 """Bounded memory, and long throttles that re-enqueue instead of failing.
 
 The memory test runs the emulator in its own process, so the traced allocations are the worker's alone.
+The throttling and failure scenarios whose waits are the client's own (a ``Retry-After``, a queue delay,
+a redelivery) run on a ``FakeClock`` with the in-memory state and queues, so they wait no real second;
+the scenarios throttled by the emulator's service protection limits run in real time, because the
+emulator's model runs on the host clock.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 import requests
 
 from dataverse_emulator.client import EmulatorClient
+from hydration.clock import FakeClock
 from hydration.dataverse.client import ClientSettings
 from hydration.link_settings import LinkSettings
 from hydration.worker import Outcome
@@ -94,17 +99,19 @@ class ThrottlingSession(requests.Session):
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_long_throttle_reenqueues_with_a_delay_and_never_poisons(
-    emulator: EmulatorClient, azurite: str, method: str
+    emulator: EmulatorClient, method: str
 ) -> None:
     emulator.reset(contacts=800, leads=0, seed=3)
     ThrottlingSession.throttles = 2
     ThrottlingSession.method = method
+    clock = FakeClock()
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=LinkSettings(page_size=400, write_batch=100, parallelism=1),
         client_settings=ClientSettings(inline_throttle_limit=1.0),
         session_factory=ThrottlingSession,
+        clock=clock,
     )
     _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
     assert harness.outcomes[Outcome.THROTTLED] == 2
@@ -112,6 +119,7 @@ def test_a_long_throttle_reenqueues_with_a_delay_and_never_poisons(
     assert drained.failed == 0
     assert tasks["contact"].status == "Successful"
     assert tasks["contact"].counters["throttled_seconds"] >= 4
+    assert clock.slept >= 4  # the re-enqueued steps waited out their delay (on the fake clock)
     summary = harness.summary("contact")
     assert summary["correct"] == summary["rows"]
 
@@ -126,11 +134,15 @@ class FailingSession(requests.Session):
 
 
 def test_a_step_that_keeps_failing_is_poisoned_and_its_task_recorded_failed(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=300, leads=0, seed=3)
     harness = Harness(
-        emulator, azurite, client_settings=ClientSettings(max_retries=0), session_factory=FailingSession
+        emulator,
+        None,
+        client_settings=ClientSettings(max_retries=0),
+        session_factory=FailingSession,
+        clock=FakeClock(),
     )
     _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
     assert drained.poisoned == 1
