@@ -234,10 +234,10 @@ def test_writes_paced_by_the_execution_budget_stay_under_the_limit(
 ) -> None:
     """A writer that keeps its slots busy meets the execution-time limit unless it paces itself.
 
-    The limit here is 6 server-seconds per 30 (a fiftieth of the documented rate), ten times faster
-    than real time: 0.6 s of execution per 3 s window. The paced pool is told those real-time figures.
+    The limit here is 6 server-seconds per 30 (a fiftieth of the documented rate), twenty times faster
+    than real time: 0.3 s of execution per 1.5 s window. The paced pool is told those real-time figures.
     """
-    factor, window, limit = 0.1, 30.0, 6.0
+    factor, window, limit = 0.05, 30.0, 6.0
     emulator.reset(contacts=1500, leads=0, seed=8)
     emulator.limits(enabled=True, time_factor=factor, window_seconds=window, max_execution_seconds=limit)
     link = LinkSettings(
