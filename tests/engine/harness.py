@@ -130,6 +130,8 @@ class Harness:
     ) -> None:
         self.em = emulator
         self.clock = clock
+        self.queue_clock: Clock = clock if azurite is None else SYSTEM_CLOCK
+        """What the queues' visibility follows, so what the driver waits on: Azurite's is real time."""
         emulator.modes(short_pages=None if full_pages else SHORT_PAGES)
         org = emulator.base_url
         self.client = DataverseClient(
@@ -167,7 +169,7 @@ class Harness:
 
     def _queue(self, azurite: str | None, name: str) -> TaskQueue:
         if azurite is None:
-            return MemoryTaskQueue(self.clock.monotonic, name=name)
+            return MemoryTaskQueue(self.queue_clock.monotonic, name=name)
         return AzureTaskQueue.from_connection_string(azurite, name)
 
     def _worker(self, state: StateStore) -> Worker:
@@ -198,7 +200,7 @@ class Harness:
             max_dequeue_count=5,
             visibility_timeout=0,
             lease_seconds=120,
-            clock=self.clock,
+            clock=self.queue_clock,
             on_poison=lambda d, reason: self.worker.handle_poison(d.text, d.dequeue_count),
         )
 
