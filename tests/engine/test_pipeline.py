@@ -2,7 +2,9 @@
 
 Against the emulator over HTTP and Azurite, like ``test_hydration``: every end state is checked row by
 row against the emulator's truth, and every write counted by the emulator. Nothing here is timed: the
-overlap of reads and writes, the per-user cap and the request costs are counted.
+overlap of reads and writes, the per-user cap and the request costs are counted. Those counts concern
+the Dataverse side only, so their tests keep state and queue in memory; the steps, crashes and
+redeliveries run on Azurite.
 """
 
 from __future__ import annotations
@@ -111,7 +113,7 @@ def test_a_step_covers_several_pages_saving_the_checkpoint_after_each(
 
 
 def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=3000, leads=0, seed=22)
     emulator.limits(enabled=True, time_factor=0.02)  # writes take a modelled time; reads are short
@@ -120,7 +122,7 @@ def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
     # the pipeline.
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=pipelined(step_pages=None, **OVERLAP_PAGES),
         session_factory=OverlapSession,
         full_pages=True,
@@ -138,13 +140,13 @@ def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
     assert sum(emulator.stats()["throttled"].values()) == 0
 
 
-def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient, azurite: str) -> None:
+def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient) -> None:
     emulator.reset(contacts=1500, leads=0, seed=22)
     emulator.limits(enabled=True, time_factor=0.02)
     OverlapSession.reads = OverlapSession.overlapped = OverlapSession.writes_in_flight = 0
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=pipelined(step_pages=None, read_ahead=0, **OVERLAP_PAGES),
         session_factory=OverlapSession,
     )
@@ -209,10 +211,10 @@ def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(
 
 
 def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=1000, leads=0, seed=26)
-    harness = Harness(emulator, azurite, link=pipelined(step_pages=None))
+    harness = Harness(emulator, None, link=pipelined(step_pages=None))
     _, planned, _ = harness.run(tables=CONTACTS, plan=True)
     assert harness.written() == {}
     _, real, _ = harness.run(tables=CONTACTS)
@@ -220,14 +222,12 @@ def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
     assert harness.written() == {"contact": planned["contact"].counters["written"]}
 
 
-def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient, azurite: str) -> None:
+def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient) -> None:
     emulator.reset(contacts=1200, leads=0, seed=27)
     # the emulator refuses a fourth concurrent request of a user: two writes in flight at most, and a
     # read that borrows the next slot to free
     emulator.limits(enabled=True, time_factor=0.02, max_concurrent=3)
-    harness = Harness(
-        emulator, azurite, link=pipelined(step_pages=None, max_in_flight=2), write_users=["app-2"]
-    )
+    harness = Harness(emulator, None, link=pipelined(step_pages=None, max_in_flight=2), write_users=["app-2"])
     expected = harness.summary("contact")["expected_links"]
 
     harness.run(tables=CONTACTS)
@@ -244,12 +244,10 @@ def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient
 PAGE = 300
 
 
-def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(
-    emulator: EmulatorClient, azurite: str
-) -> None:
+def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(emulator: EmulatorClient) -> None:
     emulator.reset(contacts=1800, leads=0, seed=28)
     # Full pages: this counts requests per page, and short pages only add pages.
-    harness = Harness(emulator, azurite, link=LinkSettings(page_size=PAGE, write_batch=PAGE), full_pages=True)
+    harness = Harness(emulator, None, link=LinkSettings(page_size=PAGE, write_batch=PAGE), full_pages=True)
     _, tasks, _ = harness.run(tables=CONTACTS)
     summary = harness.summary("contact")
     assert all_correct(summary)
@@ -293,13 +291,13 @@ class FailingCheckSession(requests.Session):
 
 
 def test_a_reconcile_page_that_fails_in_the_background_fails_the_step_and_is_redone(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=1200, leads=0, seed=29)
     FailingCheckSession.armed, FailingCheckSession.checks = False, 0
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=pipelined(step_pages=None, read_ahead=2),
         client_settings=ClientSettings(max_retries=0),
         session_factory=FailingCheckSession,
