@@ -201,8 +201,9 @@ def test_a_failed_bulk_write_is_resent_as_single_updates_and_the_bad_row_retried
 
 
 def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_poison(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
+    """The throttling is the emulator's, in real time; state and queue are in memory (on the real clock)."""
     emulator.reset(contacts=1000, leads=0, seed=6)
     # A 400th of the documented execution-time budget, two hundred times faster than real time: the
     # pass needs far more server time than one window allows, so it is throttled for its whole length.
@@ -210,7 +211,7 @@ def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_pois
     emulator.limits(enabled=True, time_factor=factor, max_execution_seconds=3, max_requests=40)
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=LinkSettings(page_size=300, write_batch=100),
         client_settings=ClientSettings(inline_throttle_limit=1.0),
     )
