@@ -53,9 +53,11 @@ infra-check: $(INFRA_STAMP) $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m devtools.audit
 
-## Build the venv and node_modules, install Chromium, run the linters, type checks and audit, then the whole test suite.
+## Build the venv and node_modules, install Chromium, run the linters, type checks and audit, then the
+## whole test suite on every core (pytest-xdist: each worker starts its own emulator and Azurite on free
+## ports).
 test: $(STAMP) $(NPM_STAMP) $(CHROMIUM) check audit infra-check
-	$(BIN)/python -m pytest --ignore=tests/infra
+	$(BIN)/python -m pytest --ignore=tests/infra -n auto --dist loadgroup
 
 ## Lint and type-check.
 check: lint typecheck

@@ -14,6 +14,7 @@ from hydration.manifest import RUN_SKIPPED_EMPTY, RUN_SKIPPED_LAKE
 from hydration.passes import manifest_hash
 from hydration.planner import RunRequest
 from hydration.service import Services, services
+from hydration.settings import Settings
 from hydration.state import TaskRecord
 
 from .conftest import assert_all_correct, drain, manifest, one_page_steps, queue_driver
@@ -35,12 +36,14 @@ def clock() -> Clock:
 
 @pytest.fixture
 def timed(app_env: dict[str, str], clock: Clock) -> Services:
-    return one_page_steps(app_env, clock=clock)
+    """The app on the test's clock, with the default page size: a table's pass is a few steps."""
+    return Services.from_settings(Settings.from_env(app_env), clock=clock)
 
 
 def test_a_stuck_pass_is_swept_back_into_the_queue_and_finishes(
-    timed: Services, clock: Clock, emulator: EmulatorClient
+    app_env: dict[str, str], clock: Clock, emulator: EmulatorClient
 ) -> None:
+    timed = one_page_steps(app_env, clock=clock)  # many steps, so the chain can be lost mid-pass
     started = timed.planner().start(RunRequest(trigger="test", tables=("contact",)))
     driver = queue_driver(timed)
     assert driver.step() is not None  # step 0: the pass starts

@@ -23,6 +23,8 @@ from dataverse_emulator.client import EmulatorClient, WebApi
 from .conftest import CONTACTS
 
 SCRIPT = Path(__file__).with_name("dynamics_web_api.cjs")
+pytestmark = pytest.mark.xdist_group("conformance-dynamics-web-api")
+"""One worker runs this module, so its TLS emulator (and its client run) start once, not once a worker."""
 USER = "js-client"
 NAV = "msdynci_lookupfield_customerprofile"
 VALUE = f"_{NAV}_value"

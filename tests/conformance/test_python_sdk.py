@@ -23,6 +23,8 @@ from dataverse_emulator.client import EmulatorClient, WebApi
 
 from .conftest import CONTACTS
 
+pytestmark = pytest.mark.xdist_group("conformance-python-sdk")
+"""One worker runs this module, so its TLS emulator (and its client run) start once, not once a worker."""
 USER = "python-sdk"
 NAV = "msdynci_lookupfield_customerprofile"
 VALUE = f"_{NAV}_value"

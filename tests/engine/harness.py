@@ -3,6 +3,11 @@
 ``Harness.run`` starts a run with ``runs.start_run`` and pumps the Azurite queue into ``Worker.handle``
 through ``QueueDriver`` (the host's dequeue-count and poison semantics), recording each outcome.
 Crash points are injected by wrapping the real adapters, never by patching modules.
+
+Without Azurite (``azurite=None``) the state and queues are the in-memory fakes, whose visibility
+follows the harness's clock: with a ``FakeClock`` a throttled step re-enqueued for seconds is delivered
+again at once, and the Dataverse client's backoff and the driver's polling sleep on the same clock, so a
+throttling scenario runs deterministically in the time of its HTTP calls.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import requests
@@ -27,8 +32,14 @@ from hydration.passes import EngineSettings
 from hydration.runs import start_run
 from hydration.state import StateStore, TaskRecord
 from hydration.storage.driver import Delivery, DrainStats, QueueDriver
-from hydration.storage.queues import AzureTaskQueue, Received, TaskQueue, poison_queue_name
-from hydration.storage.tables import AzureStateTables
+from hydration.storage.queues import (
+    AzureTaskQueue,
+    MemoryTaskQueue,
+    Received,
+    TaskQueue,
+    poison_queue_name,
+)
+from hydration.storage.tables import AzureStateTables, MemoryStateTables, StateTables
 from hydration.telemetry import NO_METRICS, PassMetrics
 from hydration.worker import Outcome, Worker
 
@@ -103,12 +114,12 @@ class CrashingQueue:
 
 
 class Harness:
-    """The engine against one emulator and one Azurite, with its own tables and queues."""
+    """The engine against one emulator and Azurite (or in-memory fakes), with its own tables and queues."""
 
     def __init__(
         self,
         emulator: EmulatorClient,
-        azurite: str,
+        azurite: str | None,
         *,
         link: LinkSettings | None = None,
         client_settings: ClientSettings | None = None,
@@ -122,19 +133,22 @@ class Harness:
         self.em = emulator
         self.clock = clock
         self.metrics = metrics
+        self.queue_clock: Clock = clock if azurite is None else SYSTEM_CLOCK
+        """What the queues' visibility follows, so what the driver waits on: Azurite's is real time."""
         emulator.modes(short_pages=None if full_pages else SHORT_PAGES)
         org = emulator.base_url
         self.client = DataverseClient(
             organization_url=org,
             tokens=TokenProvider(DevelopmentToken(org, "app"), org),
             settings=client_settings,
+            clock=clock,
             session_factory=session_factory,
         )
         prefix = "t" + uuid.uuid4().hex[:12]
-        self.state = StateStore(AzureStateTables.from_connection_string(azurite), prefix=prefix)
+        self.state = StateStore(self._tables(azurite), prefix=prefix)
         queue_name = f"tasks-{uuid.uuid4().hex[:12]}"
-        self.queue = CrashingQueue(AzureTaskQueue.from_connection_string(azurite, queue_name))
-        self.poison = AzureTaskQueue.from_connection_string(azurite, poison_queue_name(queue_name))
+        self.queue = CrashingQueue(self._queue(azurite, queue_name))
+        self.poison = self._queue(azurite, poison_queue_name(queue_name))
         self.settings = EngineSettings(
             settle=SETTLE,
             allow_create_lookup=True,
@@ -144,11 +158,22 @@ class Harness:
         )
         self.metadata = Metadata(self.client, clock=FakeClock())
         self.write_clients = [
-            DataverseClient(organization_url=org, tokens=TokenProvider(DevelopmentToken(org, user), org))
+            DataverseClient(
+                organization_url=org, tokens=TokenProvider(DevelopmentToken(org, user), org), clock=clock
+            )
             for user in write_users
         ]
         self.outcomes: Counter[Outcome] = Counter()
         self.worker = self._worker(self.state)
+
+    @staticmethod
+    def _tables(azurite: str | None) -> StateTables:
+        return MemoryStateTables() if azurite is None else AzureStateTables.from_connection_string(azurite)
+
+    def _queue(self, azurite: str | None, name: str) -> TaskQueue:
+        if azurite is None:
+            return MemoryTaskQueue(self.queue_clock.monotonic, name=name)
+        return AzureTaskQueue.from_connection_string(azurite, name)
 
     def _worker(self, state: StateStore) -> Worker:
         return Worker(
@@ -179,6 +204,7 @@ class Harness:
             max_dequeue_count=5,
             visibility_timeout=0,
             lease_seconds=120,
+            clock=self.queue_clock,
             on_poison=lambda d, reason: self.worker.handle_poison(d.text, d.dequeue_count),
         )
 
@@ -198,7 +224,7 @@ class Harness:
             self.state,
             self.queue,
             tables or TABLES,
-            now=datetime.now(UTC),
+            now=self.clock.now(),
             trigger="test",
             full=full,
             plan=plan,

@@ -47,14 +47,16 @@ class MeddlingState(StateStore):
 
 
 def test_throttling_forever_fails_the_task_past_the_cap_and_the_next_run_resumes(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
+    """On a fake clock with in-memory storage: the re-enqueue delays and backoffs wait no real time."""
     emulator.reset(contacts=300, leads=0, seed=3)
     harness = Harness(
         emulator,
-        azurite,
+        None,
         max_throttled_requeues=3,
         client_settings=ClientSettings(max_retries=1, inline_throttle_limit=0.5),
+        clock=FakeClock(),
     )
     harness.run(tables=CONTACTS)  # a first pass, so the next one is incremental
     emulator.reunify(fraction=0.2, seed=5)
@@ -95,24 +97,27 @@ def test_a_requeue_delay_is_cut_to_the_ceiling_and_the_queue_maximum(
 
 
 def test_a_retry_after_beyond_a_week_re_enqueues_at_the_ceiling_and_never_poisons(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
+    """On a fake clock with in-memory storage: the step waits out its ceiling at once."""
     emulator.reset(contacts=200, leads=0, seed=3)
-    harness = Harness(emulator, azurite, max_throttle_delay=1.0)
+    clock = FakeClock()
+    harness = Harness(emulator, None, max_throttle_delay=1.0, clock=clock)
     emulator.faults([{"kind": "throttle", "retry_after": 700_000, "count": 1}])
     _, tasks, stats = harness.run(tables=CONTACTS)
     assert tasks["contact"].status == "Successful"
     assert harness.outcomes[Outcome.THROTTLED] == 1
     assert stats.poisoned == 0
     assert tasks["contact"].counters["throttled_seconds"] == 1.0
+    assert clock.slept >= 1.0  # the re-enqueued step was delivered only after its delay
     assert all_correct(harness.summary("contact"))
 
 
 def test_a_second_run_in_mid_step_is_merged_and_the_running_pass_carries_on(
     emulator: EmulatorClient, azurite: str
 ) -> None:
-    emulator.reset(contacts=1200, leads=0, seed=9)
-    harness = Harness(emulator, azurite, link=LinkSettings(page_size=200, write_batch=100, step_pages=3))
+    emulator.reset(contacts=600, leads=0, seed=9)
+    harness = Harness(emulator, azurite, link=LinkSettings(page_size=100, write_batch=50, step_pages=3))
     first = harness.start(tables=CONTACTS)
 
     def second_run() -> None:  # another trigger, while this step is between two pages
@@ -169,7 +174,7 @@ def test_a_late_poison_message_does_not_fail_a_finished_task(emulator: EmulatorC
 def test_a_poison_message_for_a_stale_step_of_a_running_task_is_ignored(
     emulator: EmulatorClient, azurite: str
 ) -> None:
-    emulator.reset(contacts=600, leads=0, seed=4)
+    emulator.reset(contacts=300, leads=0, seed=4)
     harness = Harness(emulator, azurite, link=LinkSettings(page_size=100, write_batch=100, step_pages=1))
     run_id = harness.start(tables=CONTACTS)
     for _ in range(3):

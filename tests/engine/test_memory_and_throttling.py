@@ -1,6 +1,10 @@
 """Bounded memory, and long throttles that re-enqueue instead of failing.
 
 The memory test runs the emulator in its own process, so the traced allocations are the worker's alone.
+The throttling and failure scenarios whose waits are the client's own (a ``Retry-After``, a queue delay,
+a redelivery) run on a ``FakeClock`` with the in-memory state and queues, so they wait no real second;
+the scenarios throttled by the emulator's service protection limits run in real time, because the
+emulator's model runs on the host clock.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import pytest
 import requests
 
 from dataverse_emulator.client import EmulatorClient
+from hydration.clock import FakeClock
 from hydration.dataverse.client import ClientSettings
 from hydration.link_settings import LinkSettings
 from hydration.worker import Outcome
@@ -46,7 +51,7 @@ def peak_memory_of_a_full_pass(emulator: EmulatorClient, azurite: str, contacts:
     emulator.reset(contacts=contacts, leads=0, seed=17)
     # Full pages: the peak is one page's worth, and pages of random sizes would compare unlike with unlike.
     harness = Harness(
-        emulator, azurite, link=LinkSettings(page_size=500, read_chunk=250, write_batch=100), full_pages=True
+        emulator, azurite, link=LinkSettings(page_size=250, read_chunk=125, write_batch=50), full_pages=True
     )
     harness.start(tables={"contact": CONTACT_SOURCES})
     tracemalloc.start()
@@ -63,8 +68,9 @@ def peak_memory_of_a_full_pass(emulator: EmulatorClient, azurite: str, contacts:
 def test_peak_memory_does_not_grow_with_the_number_of_rows(
     separate_emulator: EmulatorClient, azurite: str
 ) -> None:
-    small = peak_memory_of_a_full_pass(separate_emulator, azurite, 2000)
-    large = peak_memory_of_a_full_pass(separate_emulator, azurite, 8000)
+    # Small pages keep the runs short and make a per-row leak stand out the more against one page's worth.
+    small = peak_memory_of_a_full_pass(separate_emulator, azurite, 1000)
+    large = peak_memory_of_a_full_pass(separate_emulator, azurite, 4000)
     # four times the rows, the same page size: the peak is one page's worth either way
     assert large < small * 1.3, (small, large)
 
@@ -94,17 +100,19 @@ class ThrottlingSession(requests.Session):
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_a_long_throttle_reenqueues_with_a_delay_and_never_poisons(
-    emulator: EmulatorClient, azurite: str, method: str
+    emulator: EmulatorClient, method: str
 ) -> None:
     emulator.reset(contacts=800, leads=0, seed=3)
     ThrottlingSession.throttles = 2
     ThrottlingSession.method = method
+    clock = FakeClock()
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=LinkSettings(page_size=400, write_batch=100, parallelism=1),
         client_settings=ClientSettings(inline_throttle_limit=1.0),
         session_factory=ThrottlingSession,
+        clock=clock,
     )
     _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
     assert harness.outcomes[Outcome.THROTTLED] == 2
@@ -112,6 +120,7 @@ def test_a_long_throttle_reenqueues_with_a_delay_and_never_poisons(
     assert drained.failed == 0
     assert tasks["contact"].status == "Successful"
     assert tasks["contact"].counters["throttled_seconds"] >= 4
+    assert clock.slept >= 4  # the re-enqueued steps waited out their delay (on the fake clock)
     summary = harness.summary("contact")
     assert summary["correct"] == summary["rows"]
 
@@ -126,11 +135,15 @@ class FailingSession(requests.Session):
 
 
 def test_a_step_that_keeps_failing_is_poisoned_and_its_task_recorded_failed(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=300, leads=0, seed=3)
     harness = Harness(
-        emulator, azurite, client_settings=ClientSettings(max_retries=0), session_factory=FailingSession
+        emulator,
+        None,
+        client_settings=ClientSettings(max_retries=0),
+        session_factory=FailingSession,
+        clock=FakeClock(),
     )
     _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
     assert drained.poisoned == 1
@@ -188,21 +201,23 @@ def test_a_failed_bulk_write_is_resent_as_single_updates_and_the_bad_row_retried
 
 
 def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_poison(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
+    """The throttling is the emulator's, in real time; state and queue are in memory (on the real clock)."""
     emulator.reset(contacts=1000, leads=0, seed=6)
-    # A 400th of the documented execution-time budget, a hundred times faster than real time: the pass
-    # needs far more server time than one window allows, so it is throttled for its whole length.
-    emulator.limits(enabled=True, time_factor=0.01, max_execution_seconds=3, max_requests=40)
+    # A 400th of the documented execution-time budget, two hundred times faster than real time: the
+    # pass needs far more server time than one window allows, so it is throttled for its whole length.
+    factor = 0.005
+    emulator.limits(enabled=True, time_factor=factor, max_execution_seconds=3, max_requests=40)
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=LinkSettings(page_size=300, write_batch=100),
         client_settings=ClientSettings(inline_throttle_limit=1.0),
     )
     started = time.monotonic()
     _, tasks, drained = harness.run(tables={"contact": CONTACT_SOURCES})
-    emulated_seconds = (time.monotonic() - started) / 0.01
+    emulated_seconds = (time.monotonic() - started) / factor
     stats = emulator.stats()
     assert emulated_seconds >= 600
     assert sum(stats["throttled"].values()) > 0
@@ -220,10 +235,10 @@ def test_writes_paced_by_the_execution_budget_stay_under_the_limit(
 ) -> None:
     """A writer that keeps its slots busy meets the execution-time limit unless it paces itself.
 
-    The limit here is 6 server-seconds per 30 (a fiftieth of the documented rate), ten times faster
-    than real time: 0.6 s of execution per 3 s window. The paced pool is told those real-time figures.
+    The limit here is 6 server-seconds per 30 (a fiftieth of the documented rate), twenty times faster
+    than real time: 0.3 s of execution per 1.5 s window. The paced pool is told those real-time figures.
     """
-    factor, window, limit = 0.1, 30.0, 6.0
+    factor, window, limit = 0.05, 30.0, 6.0
     emulator.reset(contacts=1500, leads=0, seed=8)
     emulator.limits(enabled=True, time_factor=factor, window_seconds=window, max_execution_seconds=limit)
     link = LinkSettings(

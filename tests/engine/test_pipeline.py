@@ -2,7 +2,9 @@
 
 Against the emulator over HTTP and Azurite, like ``test_hydration``: every end state is checked row by
 row against the emulator's truth, and every write counted by the emulator. Nothing here is timed: the
-overlap of reads and writes, the per-user cap and the request costs are counted.
+overlap of reads and writes, the per-user cap and the request costs are counted. Those counts concern
+the Dataverse side only, so their tests keep state and queue in memory; the steps, crashes and
+redeliveries run on Azurite.
 """
 
 from __future__ import annotations
@@ -71,15 +73,21 @@ class OverlapSession(requests.Session):
 
 
 def pipelined(**overrides: Any) -> LinkSettings:
-    values: dict[str, Any] = {"page_size": 500, "write_batch": 100, "step_pages": 4, "read_ahead": 1}
+    """Small pages, so a table of about a thousand rows is many pages and many write batches."""
+    values: dict[str, Any] = {"page_size": 200, "write_batch": 40, "step_pages": 4, "read_ahead": 1}
     values.update(overrides)
     return LinkSettings(**values)
+
+
+OVERLAP_PAGES = {"page_size": 500, "write_batch": 100}
+"""The overlap tests' pages: writes of a hundred records take long enough in the emulator's model to be
+in flight when the next read goes (smaller writes could land first and prove nothing)."""
 
 
 def test_a_step_covers_several_pages_saving_the_checkpoint_after_each(
     emulator: EmulatorClient, azurite: str
 ) -> None:
-    emulator.reset(contacts=3000, leads=0, seed=21)
+    emulator.reset(contacts=1200, leads=0, seed=21)
     harness = Harness(emulator, azurite, link=pipelined())
     recording = RecordingState(harness.state)
     harness.worker = harness._worker(recording)
@@ -105,7 +113,7 @@ def test_a_step_covers_several_pages_saving_the_checkpoint_after_each(
 
 
 def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
     emulator.reset(contacts=3000, leads=0, seed=22)
     emulator.limits(enabled=True, time_factor=0.02)  # writes take a modelled time; reads are short
@@ -113,7 +121,11 @@ def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
     # Full pages: a short page's few writes may land before the next read goes, which says nothing of
     # the pipeline.
     harness = Harness(
-        emulator, azurite, link=pipelined(step_pages=None), session_factory=OverlapSession, full_pages=True
+        emulator,
+        None,
+        link=pipelined(step_pages=None, **OVERLAP_PAGES),
+        session_factory=OverlapSession,
+        full_pages=True,
     )
     expected = harness.summary("contact")["expected_links"]
 
@@ -128,12 +140,15 @@ def test_the_next_page_is_read_while_the_previous_pages_writes_are_in_flight(
     assert sum(emulator.stats()["throttled"].values()) == 0
 
 
-def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient, azurite: str) -> None:
+def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient) -> None:
     emulator.reset(contacts=1500, leads=0, seed=22)
     emulator.limits(enabled=True, time_factor=0.02)
     OverlapSession.reads = OverlapSession.overlapped = OverlapSession.writes_in_flight = 0
     harness = Harness(
-        emulator, azurite, link=pipelined(step_pages=None, read_ahead=0), session_factory=OverlapSession
+        emulator,
+        None,
+        link=pipelined(step_pages=None, read_ahead=0, **OVERLAP_PAGES),
+        session_factory=OverlapSession,
     )
     harness.run(tables=CONTACTS)
     assert all_correct(harness.summary("contact"))
@@ -145,7 +160,7 @@ def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient, a
 def test_a_crash_in_the_middle_of_a_step_loses_at_most_the_pages_in_flight(
     emulator: EmulatorClient, azurite: str, page: int
 ) -> None:
-    emulator.reset(contacts=3000, leads=0, seed=23)
+    emulator.reset(contacts=1200, leads=0, seed=23)
     harness = Harness(emulator, azurite, link=pipelined(step_pages=8))
     expected = harness.summary("contact")["expected_links"]
     # crash just before saving the checkpoint after page `page`: its writes (and the next page's) landed
@@ -164,7 +179,7 @@ def test_a_crash_in_the_middle_of_a_step_loses_at_most_the_pages_in_flight(
 
 
 def test_every_message_delivered_twice_with_multi_page_steps(emulator: EmulatorClient, azurite: str) -> None:
-    emulator.reset(contacts=2500, leads=0, seed=24)
+    emulator.reset(contacts=1000, leads=0, seed=24)
     harness = Harness(emulator, azurite, link=pipelined(step_pages=3))
     expected = harness.summary("contact")["expected_links"]
     harness.queue.duplicate = True
@@ -181,7 +196,7 @@ def test_every_message_delivered_twice_with_multi_page_steps(emulator: EmulatorC
 def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(
     emulator: EmulatorClient, azurite: str
 ) -> None:
-    emulator.reset(contacts=2500, leads=0, seed=25)
+    emulator.reset(contacts=1000, leads=0, seed=25)
     harness = Harness(emulator, azurite, link=pipelined(step_pages=None))
     harness.run(tables=CONTACTS)
     harness.em.reunify(0.03, seed=4)
@@ -196,10 +211,10 @@ def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(
 
 
 def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
-    emulator.reset(contacts=2500, leads=0, seed=26)
-    harness = Harness(emulator, azurite, link=pipelined(step_pages=None))
+    emulator.reset(contacts=1000, leads=0, seed=26)
+    harness = Harness(emulator, None, link=pipelined(step_pages=None))
     _, planned, _ = harness.run(tables=CONTACTS, plan=True)
     assert harness.written() == {}
     _, real, _ = harness.run(tables=CONTACTS)
@@ -207,14 +222,12 @@ def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
     assert harness.written() == {"contact": planned["contact"].counters["written"]}
 
 
-def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient, azurite: str) -> None:
-    emulator.reset(contacts=3000, leads=0, seed=27)
+def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient) -> None:
+    emulator.reset(contacts=1200, leads=0, seed=27)
     # the emulator refuses a fourth concurrent request of a user: two writes in flight at most, and a
     # read that borrows the next slot to free
     emulator.limits(enabled=True, time_factor=0.02, max_concurrent=3)
-    harness = Harness(
-        emulator, azurite, link=pipelined(step_pages=None, max_in_flight=2), write_users=["app-2"]
-    )
+    harness = Harness(emulator, None, link=pipelined(step_pages=None, max_in_flight=2), write_users=["app-2"])
     expected = harness.summary("contact")["expected_links"]
 
     harness.run(tables=CONTACTS)
@@ -228,12 +241,13 @@ def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient
     assert per_user["app-2"]["rows_written"] > 0
 
 
-def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(
-    emulator: EmulatorClient, azurite: str
-) -> None:
-    emulator.reset(contacts=6000, leads=0, seed=28)
+PAGE = 300
+
+
+def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(emulator: EmulatorClient) -> None:
+    emulator.reset(contacts=1800, leads=0, seed=28)
     # Full pages: this counts requests per page, and short pages only add pages.
-    harness = Harness(emulator, azurite, link=LinkSettings(page_size=1000, write_batch=1000), full_pages=True)
+    harness = Harness(emulator, None, link=LinkSettings(page_size=PAGE, write_batch=PAGE), full_pages=True)
     _, tasks, _ = harness.run(tables=CONTACTS)
     summary = harness.summary("contact")
     assert all_correct(summary)
@@ -245,12 +259,12 @@ def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(
     # reconcile's pages, each its own query so that checking one page never holds up reading the next
     assert harness.outcomes[Outcome.DONE] == 1
     reconcile_pages = requests_made["query"] - 2
-    linked_pages = -(-summary["expected_links"] // 1000)
+    linked_pages = -(-summary["expected_links"] // PAGE)
     assert linked_pages <= reconcile_pages <= linked_pages + 1, requests_made
     # one $batch per page; a second only where a winner names a profile the page did not (a conflict)
     assert requests_made["batch"] <= counters["pages"] + counters["conflicts"], requests_made
     written = counters["written"]
-    assert requests_made["update_multiple"] <= -(-written // 1000) + counters["pages"]
+    assert requests_made["update_multiple"] <= -(-written // PAGE) + counters["pages"]
 
 
 class FailingCheckSession(requests.Session):
@@ -277,13 +291,13 @@ class FailingCheckSession(requests.Session):
 
 
 def test_a_reconcile_page_that_fails_in_the_background_fails_the_step_and_is_redone(
-    emulator: EmulatorClient, azurite: str
+    emulator: EmulatorClient,
 ) -> None:
-    emulator.reset(contacts=3000, leads=0, seed=29)
+    emulator.reset(contacts=1200, leads=0, seed=29)
     FailingCheckSession.armed, FailingCheckSession.checks = False, 0
     harness = Harness(
         emulator,
-        azurite,
+        None,
         link=pipelined(step_pages=None, read_ahead=2),
         client_settings=ClientSettings(max_retries=0),
         session_factory=FailingCheckSession,
