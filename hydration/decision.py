@@ -15,7 +15,9 @@ The rules, once for the whole product:
 - a winner whose profile does not exist yet goes to the retry list;
 - a winner whose profile id does not parse is an invalid key: the row's link is left alone, whatever
   it is — nothing is ever cleared or overwritten because of data that could not be parsed;
-- in the reconcile, a linked row that no mapping row names (or whose winner names no profile) is stale;
+- in the reconcile, a linked row that no mapping row names (or whose winner names no profile) is stale,
+  unless a mapping row names it in a form that does not parse (``{guid}``, hyphen-less): then it is an
+  invalid key and its link stays;
 - a row of the retry list that still cannot be linked after ``retry_limit`` passes leaves the list and
   is counted as given up: the list stays bounded, and the next full pass decides the row anew.
 """
@@ -23,13 +25,13 @@ The rules, once for the whole product:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from .checkpoints import SAMPLE_SIZE, Change, Counters
 from .dataverse import odata
-from .mapping import MAPPING_KEY, MAPPING_PROFILE, MAPPING_VALUE, PROFILE_KEY
+from .mapping import MAPPING_KEY, MAPPING_PROFILE, MAPPING_VALUE, PROFILE_KEY, named_in_unparsed_form
 
 PROFILE_MISSING = "the profile does not exist yet"
 WRITE_FAILED = "the write failed"
@@ -103,6 +105,8 @@ class Snapshot:
     """Profiles that exist (normalised id → partition id), at least every winner's."""
     deferred: frozenset[str] = frozenset()
     """Ids that a later page of the same window names again: left to that page."""
+    unparsed: frozenset[str] = frozenset()
+    """Ids a mapping row names in a form that does not parse (``{guid}``): the reconcile keeps their links."""
 
 
 def snapshot_of(
@@ -113,7 +117,7 @@ def snapshot_of(
 ) -> Snapshot:
     """A ``Snapshot`` from the labelled rows of a page's reads (source, mapping, later, profile).
 
-    Keys are normalised here, once: upper-case and hyphen-less GUIDs meet their lowercase twins.
+    Keys are normalised here, once: upper-case GUIDs meet their lowercase twins.
     Mapping rows whose alternate value is not a GUID name no source row and are dropped.
     """
     by_source: dict[str, list[Mapping[str, Any]]] = {}
@@ -132,6 +136,35 @@ def snapshot_of(
             v for r in rows.get("later", []) if (v := odata.try_guid(r.get(MAPPING_VALUE))) is not None
         ),
     )
+
+
+def stale_candidates(snapshot: Snapshot, source_ids: Sequence[str]) -> list[str]:
+    """The rows the reconcile would clear on this snapshot: no mapping row found, or no profile named."""
+    found = []
+    for source_id in source_ids:
+        best, _ = winner(snapshot.mapping.get(source_id, ()))
+        if best is None or (best.profile is None and not best.unparsable):
+            found.append(source_id)
+    return found
+
+
+def with_other_forms(snapshot: Snapshot, rows: Iterable[Mapping[str, Any]]) -> Snapshot:
+    """The snapshot with the mapping rows that name its rows in other forms (``Queries.unparsed_parts``).
+
+    A row whose value parses is a mapping row like any other; one whose value does not parse marks the
+    row it names as named by unparsable data, whose link the reconcile leaves alone.
+    """
+    mapping = {key: list(named) for key, named in snapshot.mapping.items()}
+    known = {str(r[MAPPING_KEY]).lower() for named in mapping.values() for r in named}
+    unparsed = set(snapshot.unparsed)
+    for row in rows:
+        value = row.get(MAPPING_VALUE)
+        parsed = odata.try_guid(value)
+        if parsed is not None and str(row[MAPPING_KEY]).lower() not in known:
+            mapping.setdefault(parsed, []).append(row)
+        elif parsed is None and (named := named_in_unparsed_form(value)) is not None:
+            unparsed.add(named)
+    return replace(snapshot, mapping=mapping, unparsed=frozenset(unparsed))
 
 
 def profiles_of(rows: Sequence[Mapping[str, Any]]) -> dict[str, str | None]:
@@ -251,7 +284,9 @@ def _decide_row(
         return
     if best is None or best.profile is None:
         tally.resolved.add(source_id)
-        if kind is PageKind.RECONCILE:
+        if kind is PageKind.RECONCILE and source_id in snapshot.unparsed:
+            tally.count("invalid_keys")  # named by data that did not parse: its link is not cleared
+        elif kind is PageKind.RECONCILE:
             tally.clears.append(source_id)
             tally.change(source_id, odata.try_guid(row.get(columns.value)) or "", None)
         return

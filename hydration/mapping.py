@@ -25,6 +25,8 @@ MAPPING_LOOKUP = "msdynci_lookupfield_customer"
 MAPPING_PROFILE = f"_{MAPPING_LOOKUP}_value"
 PROFILE_SET = "msdynci_customerprofiles"
 PROFILE_KEY = "msdynci_customerprofileid"
+_DECIDING_COLUMNS = f"{MAPPING_KEY},{MAPPING_VALUE},{MAPPING_PROFILE},modifiedon"
+"""What deciding a source row's link reads of each mapping row naming it."""
 _SAFE = "$,'()=/:@*"
 """Characters a query option keeps literal: OData's own syntax, safe inside a ``$batch`` request line."""
 
@@ -41,6 +43,27 @@ def sources_filter(sources: Sequence[tuple[str, str]]) -> str:
         for ds, entity in sources
     ]
     return "(" + " or ".join(terms) + ")"
+
+
+def unparsed_forms(guid: str) -> tuple[str, ...]:
+    """The forms of a source row's key that name it but that ``odata.normalize_guid`` refuses.
+
+    Braced (``{guid}``), hyphen-less and both: forms a source may write, which the ``In`` lookups by bare
+    GUID never find. Dataverse compares strings case-insensitively, so one case of each is enough.
+    """
+    hyphenated = odata.normalize_guid(guid)
+    bare = hyphenated.replace("-", "")
+    return (f"{{{hyphenated}}}", bare, f"{{{bare}}}")
+
+
+def named_in_unparsed_form(value: object) -> str | None:
+    """The source key (normalised) that an alternate value names in one of ``unparsed_forms``, or None."""
+    if not isinstance(value, str):
+        return None
+    text = value[1:-1] if value.startswith("{") and value.endswith("}") else value
+    if len(text) == 32:
+        text = f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+    return odata.try_guid(text)
 
 
 @dataclass(frozen=True)
@@ -138,13 +161,31 @@ class Queries:
                 parts.append(("source", Part("GET", query_url(self.target.table.entity_set, options))))
             named = odata.in_filter(MAPPING_VALUE, chunk)
             options = {
-                "$select": f"{MAPPING_KEY},{MAPPING_VALUE},{MAPPING_PROFILE},modifiedon",
+                "$select": _DECIDING_COLUMNS,
                 "$filter": f"{sources_filter(self.target.sources)} and {named}",
             }
             parts.append(("mapping", Part("GET", query_url(MAPPING_SET, options))))
             if later is not None:
                 options = {"$select": MAPPING_VALUE, "$filter": f"{later} and {named}"}
                 parts.append(("later", Part("GET", query_url(MAPPING_SET, options))))
+        return parts
+
+    def unparsed_parts(self, source_ids: Sequence[str]) -> list[tuple[str, Part]]:
+        """Labelled GETs of the mapping rows naming these source rows in one of ``unparsed_forms``.
+
+        Sent for the reconcile's stale candidates only (usually none), so a link is never cleared while
+        a mapping row the bare-GUID lookup could not find still names its row.
+        """
+        per_part = max(1, self.read_chunk // 3)  # three forms a key: a part's In keeps its usual size
+        parts = []
+        for start in range(0, len(source_ids), per_part):
+            forms = [f for g in source_ids[start : start + per_part] for f in unparsed_forms(g)]
+            named = odata.in_strings(MAPPING_VALUE, forms)
+            options = {
+                "$select": _DECIDING_COLUMNS,
+                "$filter": f"{sources_filter(self.target.sources)} and {named}",
+            }
+            parts.append(("unparsed", Part("GET", query_url(MAPPING_SET, options))))
         return parts
 
     def profile_parts(self, profile_ids: Sequence[str]) -> list[tuple[str, Part]]:

@@ -25,7 +25,15 @@ from .dataverse.client import DataverseClient
 from .dataverse.errors import FatalError, TransientError
 from .dataverse.keyset import KeysetPaginator
 from .dataverse.paging import Paginator, PagingLoopError
-from .decision import PageKind, Snapshot, profiles_of, profiles_to_check, snapshot_of
+from .decision import (
+    PageKind,
+    Snapshot,
+    profiles_of,
+    profiles_to_check,
+    snapshot_of,
+    stale_candidates,
+    with_other_forms,
+)
 from .mapping import MAPPING_KEY, MAPPING_PROFILE, MAPPING_VALUE, Queries
 from .state import StateStore
 from .writers import WritePool
@@ -124,7 +132,8 @@ class PageReads:
         """What deciding these rows needs, in one ``$batch``, and the next page when it rode along.
 
         ``likely_profiles`` (the profiles the page's own rows name) are read in the same batch; only
-        winners naming others (conflicts) cost a second one.
+        winners naming others (conflicts) cost a second one. For the reconcile (``known_sources``), rows
+        it would clear are looked up once more by their keys' other forms (``_other_forms``).
         """
         queries = self.queries
         parts = queries.snapshot_parts(ids, later=later, read_sources=known_sources is None)
@@ -133,11 +142,26 @@ class PageReads:
             parts.append(("next", next_page))
         rows, following = self._batched(parts)
         snapshot = snapshot_of(rows, key=queries.target.table.primary_id, known_sources=known_sources)
+        if known_sources is not None:
+            snapshot = self._other_forms(snapshot, ids)
         missing = sorted(profiles_to_check(snapshot))
         if missing:
             extra = profiles_of(self._batched(queries.profile_parts(missing))[0].get("profile", []))
             snapshot = replace(snapshot, profiles={**snapshot.profiles, **extra})
         return snapshot, following
+
+    def _other_forms(self, snapshot: Snapshot, ids: Sequence[str]) -> Snapshot:
+        """The reconcile's snapshot, with the mapping rows naming its stale candidates in other forms.
+
+        The bare-GUID lookup cannot find a mapping row written ``{guid}``; without this read its row's
+        link would look stale and be cleared. Only rows about to be cleared are asked about, so a page
+        with none (the usual case) costs no request.
+        """
+        candidates = stale_candidates(snapshot, ids)
+        if not candidates:
+            return snapshot
+        found = self._batched(self.queries.unparsed_parts(candidates))[0]
+        return with_other_forms(snapshot, found.get("unparsed", []))
 
     def _batched(
         self, parts: list[tuple[str, Part]]

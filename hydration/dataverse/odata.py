@@ -83,9 +83,14 @@ def moment(value: datetime) -> str:
 
 def in_filter(property_name: str, guids: Iterable[str]) -> str:
     """``Microsoft.Dynamics.CRM.In`` over GUIDs (validated), for reading rows by key in one request."""
-    values = ",".join(string(normalize_guid(g)) for g in guids)
+    return in_strings(property_name, (normalize_guid(g) for g in guids))
+
+
+def in_strings(property_name: str, values: Iterable[str]) -> str:
+    """``Microsoft.Dynamics.CRM.In`` over string literals (escaped): a string column's rows in one request."""
+    literals = ",".join(string(v) for v in values)
     name = string(logical_name(property_name))
-    return f"Microsoft.Dynamics.CRM.In(PropertyName={name},PropertyValues=[{values}])"
+    return f"Microsoft.Dynamics.CRM.In(PropertyName={name},PropertyValues=[{literals}])"
 
 
 def lookup_value(lookup: str) -> str:

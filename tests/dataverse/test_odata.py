@@ -242,3 +242,16 @@ def test_in_filter_refuses_a_bad_key(bad: str) -> None:
 def test_in_filter_refuses_a_bad_property_name() -> None:
     with pytest.raises(InvalidNameError):
         odata.in_filter("contactid') or ('", [GUID])
+
+
+def test_in_strings_escapes_its_values_and_keeps_their_form() -> None:
+    text = odata.in_strings("msdynci_alternatevalue", ["{" + GUID + "}", "x') or true or ('"])
+    assert text == (
+        "Microsoft.Dynamics.CRM.In(PropertyName='msdynci_alternatevalue',"
+        f"PropertyValues=['{{{GUID}}}','x'') or true or (''])"
+    )
+
+
+def test_in_strings_refuses_a_bad_property_name() -> None:
+    with pytest.raises(InvalidNameError):
+        odata.in_strings("x') or ('", ["a"])

@@ -79,20 +79,7 @@ def test_a_next_link_to_another_host_fails_the_task_and_sends_it_nothing(
     s.verify()
 
 
-@pytest.mark.parametrize(
-    "full",
-    [
-        False,
-        pytest.param(
-            True,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known defect: the reconcile's In lookup of mapping rows sends bare GUIDs, finds no "
-                "{GUID} row, takes the link for stale and clears it",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("full", [False, True])
 def test_braced_alternate_values_are_invalid_keys_and_their_links_stay(
     scene: Callable[..., Scene], full: bool
 ) -> None:
@@ -114,17 +101,12 @@ def test_braced_alternate_values_are_invalid_keys_and_their_links_stay(
             assert answer.status_code == 204, answer.text
     s.count(len(rows))
     s.emulator.advance_clock(16 * 60)
-    if full:
-        s.record.known_defect = "the reconcile clears the links of rows whose mapping key is {GUID}"
     view = s.run(full=full)  # neither the incremental pass nor the reconcile may touch their links
     assert view["status"] == "Successful"
     s.verify()  # the truth reads {GUID} as the GUID: the links kept are the right ones
     contact = s.tables(view)["contact"]["counts"]
     assert contact["invalid_keys"] >= len(rows)
-    assert (contact["written"], contact["cleared"]) == (
-        0,
-        0,
-    )  # the truth reads {GUID} as the GUID: the links kept are the right ones
+    assert (contact["written"], contact["cleared"]) == (0, 0)
 
 
 def test_every_message_delivered_twice(scene: Callable[..., Scene]) -> None:
