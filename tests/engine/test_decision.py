@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from hydration.checkpoints import Counters
+from hydration.dataverse import odata
 from hydration.decision import (
     PROFILE_MISSING,
     LinkColumns,
@@ -15,8 +16,11 @@ from hydration.decision import (
     Snapshot,
     decide,
     snapshot_of,
+    stale_candidates,
     winner,
+    with_other_forms,
 )
+from hydration.mapping import named_in_unparsed_form, unparsed_forms
 
 A = "00000000-0000-0000-0000-00000000000a"
 B = "00000000-0000-0000-0000-00000000000b"
@@ -31,7 +35,7 @@ PARTITIONED = LinkColumns(LINK, PID)
 
 
 def mapping(
-    key: str, profile: str | None, modified: str = "2026-01-01T00:00:00Z", value: str = S1
+    key: str, profile: str | None, modified: str = "2026-01-01T00:00:00Z", value: str | None = S1
 ) -> dict[str, Any]:
     return {
         "msdynci_alternatekeyid": key,
@@ -51,12 +55,14 @@ def snap(
     row: dict[str, Any] | None = None,
     profiles: dict[str, str | None] | None = None,
     deferred: frozenset[str] = frozenset(),
+    unparsed: frozenset[str] = frozenset(),
 ) -> Snapshot:
     return Snapshot(
         sources={} if row is None else {S1: row},
         mapping={S1: mapping_rows} if mapping_rows else {},
         profiles={P1: None, P2: None} if profiles is None else profiles,
         deferred=deferred,
+        unparsed=unparsed,
     )
 
 
@@ -202,6 +208,34 @@ CASES: list[tuple[str, PageKind, Snapshot, LinkColumns, dict[str, Any]]] = [
         {"counters": Counters(invalid_keys=1)},
     ),
     (
+        "reconcile: no mapping row found but one names the row as {guid}: an invalid key, never cleared",
+        PageKind.RECONCILE,
+        snap([], row=source(P1), unparsed=frozenset({S1})),
+        COLUMNS,
+        {"counters": Counters(invalid_keys=1)},
+    ),
+    (
+        "reconcile: winner without a profile but a {guid} row names the row too: never cleared",
+        PageKind.RECONCILE,
+        snap([mapping(A, None)], row=source(P1), unparsed=frozenset({S1})),
+        COLUMNS,
+        {"counters": Counters(invalid_keys=1)},
+    ),
+    (
+        "reconcile: a {guid} row beside a parsed winner changes nothing",
+        PageKind.RECONCILE,
+        snap([mapping(A, P2)], row=source(P1), unparsed=frozenset({S1})),
+        COLUMNS,
+        {"writes": ((S1, P2, None),), "counters": Counters(relinked=1), "changes": ((S1, P1, P2),)},
+    ),
+    (
+        "mapping: a {guid} row beside a parsed winner changes nothing",
+        PageKind.MAPPING,
+        snap([mapping(A, P1)], row=source(), unparsed=frozenset({S1})),
+        COLUMNS,
+        {"writes": ((S1, P1, None),)},
+    ),
+    (
         "reconcile: wrong link is fixed, a relink",
         PageKind.RECONCILE,
         snap([mapping(A, P2)], row=source(P1)),
@@ -274,6 +308,54 @@ def test_a_snapshot_normalises_keys_and_drops_mapping_rows_that_name_no_guid() -
     assert len(snapshot.mapping[S1]) == 1
     assert snapshot.deferred == frozenset({S2})
     assert dict(snapshot.profiles) == {P1: None}
+
+
+OTHER_FORMS = [
+    # (alternate value of a row found by its key's other forms, lands in mapping, marks the row unparsed)
+    ("{" + S1 + "}", False, True),
+    ("{" + S1.upper() + "}", False, True),
+    (S1.replace("-", ""), False, True),
+    ("{" + S1.replace("-", "").upper() + "}", False, True),
+    (S1.upper(), True, False),
+    ("(" + S1 + ")", False, False),
+    ("{not-a-guid}", False, False),
+    (None, False, False),
+]
+
+
+@pytest.mark.parametrize(("value", "parsed", "unparsed"), OTHER_FORMS)
+def test_rows_found_by_other_forms_are_mapping_rows_or_mark_their_row(
+    value: str | None, parsed: bool, unparsed: bool
+) -> None:
+    before = snap([], row=source(P1))
+    merged = with_other_forms(before, [mapping(A, P1, value=value)])
+    assert (S1 in merged.mapping) is parsed
+    assert merged.unparsed == (frozenset({S1}) if unparsed else frozenset())
+    decision = decide(PageKind.RECONCILE, [S1], merged, COLUMNS)
+    assert decision.clears == (() if parsed or unparsed else (S1,))
+
+
+def test_a_row_found_twice_is_merged_once() -> None:
+    before = snap([mapping(A, P1)], row=source(P1))
+    merged = with_other_forms(before, [mapping(A.upper(), P1, value=S1.upper())])
+    assert len(merged.mapping[S1]) == 1
+
+
+def test_stale_candidates_are_the_rows_the_reconcile_would_clear() -> None:
+    snapshot = Snapshot(
+        sources={},
+        mapping={S1: [mapping(A, None)], S2: [mapping(B, P1, value=S2)], A: [mapping(B, "{x", value=A)]},
+        profiles={P1: None},
+    )
+    assert stale_candidates(snapshot, [S1, S2, A, B]) == [S1, B]
+
+
+def test_every_other_form_of_a_key_is_refused_and_names_the_key_back() -> None:
+    forms = unparsed_forms(S1.upper())
+    assert len(set(forms)) == 3
+    for form in forms:
+        assert odata.try_guid(form) is None
+        assert named_in_unparsed_form(form) == S1
 
 
 def test_several_rows_are_decided_independently() -> None:
