@@ -248,7 +248,7 @@ def test_in_strings_escapes_its_values_and_keeps_their_form() -> None:
     text = odata.in_strings("msdynci_alternatevalue", ["{" + GUID + "}", "x') or true or ('"])
     assert text == (
         "Microsoft.Dynamics.CRM.In(PropertyName='msdynci_alternatevalue',"
-        f"PropertyValues=['{{{GUID}}}','x'') or true or (''])"
+        f"PropertyValues=['{{{GUID}}}','x'') or true or ('''])"
     )
 
 
