@@ -9,8 +9,9 @@ hyphens and surrounding spaces are refused, not normalised away: a mapping row's
 ``msdynci_alternatevalue`` is a string column, and the ``In(...)`` lookups that find a source row's
 mapping rows compare strings (case-insensitively, as Dataverse does). A ``{guid}`` value normalised to
 the bare GUID would count as valid yet never be found by those lookups, so a newer mapping row written
-that way would lose to an older one. Such a value is an invalid key: counted, never sent, and its row's
-link left as it is.
+that way would lose to an older one. Such a value is an invalid key: counted, never sent as a key, and
+its row's link left as it is (before the reconcile clears a link, it looks those forms up as strings,
+``in_strings``, so a row they name keeps its link).
 """
 
 from __future__ import annotations
