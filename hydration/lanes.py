@@ -10,14 +10,15 @@ Nothing below the worker asks which lane it is in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
-from .checkpoints import Checkpoint
+from .checkpoints import Checkpoint, only_rerun_asked
 from .link_writes import DryRunWriter, Landed, LinkWriter, LiveWriter, SurveyWriter
 from .mapping import Target
 from .state import StateStore
+from .storage.errors import ConflictError
 from .writers import WritePool
 
 
@@ -62,6 +63,23 @@ class LaneBook:
     def save(self, checkpoint: Checkpoint, etag: str) -> str:
         """Save against the ETag; ``ConflictError`` if it changed."""
         return self.state.save_checkpoint(checkpoint, etag, plan=self._plan)
+
+    def save_decided(
+        self, claimed: Checkpoint, decided: Checkpoint, etag: str
+    ) -> tuple[Checkpoint, str] | None:
+        """Save a step's decision against the claim's ETag, merging a rerun request saved meanwhile.
+
+        None when another copy of the step saved first (anything but a rerun request changed).
+        """
+        for _ in range(3):
+            try:
+                return decided, self.save(decided, etag)
+            except ConflictError:
+                stored, etag = self.load(claimed.table)
+                if not only_rerun_asked(stored, claimed):
+                    return None
+                claimed, decided = stored, replace(decided, rerun_requested=True)
+        return None
 
     def record(self, table: str, landed: Landed, *, resolve: bool, now: datetime) -> None:
         """A live page's retries go on the retry list and its resolved rows leave it (not a survey's)."""

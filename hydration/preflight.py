@@ -23,7 +23,7 @@ from .dataverse import odata
 from .dataverse.client import DataverseClient
 from .dataverse.errors import DataverseError, FatalError, NotFoundError
 from .dataverse.metadata import PROFILE_TABLE, LookupSpec, Metadata, TableInfo
-from .estimate import BENCHMARK_ROWS_PER_SECOND_PER_USER, first_pass_seconds
+from .first_pass_estimate import BENCHMARK_ROWS_PER_SECOND_PER_USER, first_pass_seconds
 from .mapping import query_url
 from .preflight_rules import (
     FlowTrigger,

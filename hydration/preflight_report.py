@@ -9,7 +9,7 @@ setting that changes it: ``HYDRATION_BYPASS_BUSINESS_LOGIC`` for custom plug-in 
 
 from __future__ import annotations
 
-from .estimate import BENCHMARK_SOURCE, duration_text
+from .first_pass_estimate import BENCHMARK_SOURCE, duration_text
 from .preflight import Preflight, TableFindings
 
 BLOCKED_EXIT = 5

@@ -327,7 +327,7 @@ class Worker:
             decided = end_step(go_live(checkpoint), rerun_end=None, owner=self.settings.owner, now=now)
         else:
             decided = hold(checkpoint)
-        saved = self._save_decision(book, checkpoint, decided, etag)
+        saved = book.save_decided(checkpoint, decided, etag)
         if saved is None:
             return Outcome.DUPLICATE  # another copy of this step decided first
         decided, etag = saved
@@ -349,20 +349,6 @@ class Worker:
         )
         self.failures.ended(record, book.lane, details)
         return Outcome.HELD
-
-    def _save_decision(
-        self, book: LaneBook, claimed: Checkpoint, decided: Checkpoint, etag: str
-    ) -> tuple[Checkpoint, str] | None:
-        """Save the guard's decision, merging a rerun request saved meanwhile; None: another copy won."""
-        for _ in range(3):
-            try:
-                return decided, book.save(decided, etag)
-            except ConflictError:
-                stored, etag = book.load(claimed.table)
-                if not only_rerun_asked(stored, claimed):
-                    return None
-                claimed, decided = stored, replace(decided, rerun_requested=True)
-        return None
 
     def _report_committed(self, message: TaskMessage, book: LaneBook, claimed: Checkpoint) -> None:
         """Report the rows of the pages a failed step committed before its error (they stay done)."""

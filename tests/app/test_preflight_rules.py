@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from dataverse_emulator.events import flow_clientdata
-from hydration.estimate import (
+from hydration.first_pass_estimate import (
     BENCHMARK_ROWS_PER_SECOND_PER_USER,
     duration_text,
     first_pass_seconds,
