@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import random
 from array import array
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, overload
 
 from ..events import seed_events
@@ -170,9 +170,27 @@ def _seed(org: Organization) -> dict[str, int]:
     """
     rng = random.Random(org.seed.seed)
     make = _Maker(org, rng)
-    now = org.clock.now()
-    unified_at = now - 2 * DAY
+    unified_at = org.clock.now() - 2 * DAY
     n_contacts, n_leads = org.seed.contacts, org.seed.leads
+    keys = _write_source_rows(org, make, unified_at)
+    mapped = _shuffled_mapped(rng, n_contacts, n_leads)
+    profiles = _Profiles(org, "msdynci_customerprofile", PROFILE_COLUMNS)
+    mappings = _Chunked(org, "msdynci_alternatekey", MAPPING_COLUMNS, versions=itertools.count(1))
+
+    def unified() -> int:
+        return unified_at + rng.randrange(600_000_000)
+
+    _unify(make, keys, mapped, n_contacts, profiles, mappings, unified)
+    _map_stray_keys(make, n_contacts, profiles, mappings, unified)
+    profiles.flush()
+    mappings.flush()
+    _place_mapping_versions(org, len(mappings))
+    return {"contacts": n_contacts, "leads": n_leads, "profiles": len(profiles), "mappings": len(mappings)}
+
+
+def _write_source_rows(org: Organization, make: _Maker, unified_at: int) -> _Keys:
+    """Draw every source key, then write the contacts and leads, created within the year before."""
+    rng, n_contacts, n_leads = make.rng, org.seed.contacts, org.seed.leads
     keys = _Keys()
     for _ in range(n_contacts + n_leads):
         keys.append(rng.getrandbits(128))
@@ -185,18 +203,36 @@ def _seed(org: Organization) -> dict[str, int]:
     )
     org.store.insert_many(org.entity("contact"), contact_rows, ("contactid", *SOURCE_COLUMNS))
     org.store.insert_many(org.entity("lead"), lead_rows, ("leadid", *SOURCE_COLUMNS))
+    return keys
 
-    # Positions into ``keys``: below n_contacts a contact, else a lead. Shuffling the array draws as
-    # shuffling a list of the same length does.
+
+def _shuffled_mapped(rng: random.Random, n_contacts: int, n_leads: int) -> array[int]:
+    """The source rows unification mapped, in the shuffled order it groups them into profiles.
+
+    Positions into the keys: below ``n_contacts`` a contact, else a lead. Shuffling the array draws as
+    shuffling a list of the same length does.
+    """
     mapped = array("q", (i for i in range(n_contacts) if rng.random() >= UNMAPPED_SHARE))
     mapped.extend(i for i in range(n_contacts, n_contacts + n_leads) if rng.random() >= UNMAPPED_SHARE)
     rng.shuffle(mapped)
-    profiles = _Profiles(org, "msdynci_customerprofile", PROFILE_COLUMNS)
-    mappings = _Chunked(org, "msdynci_alternatekey", MAPPING_COLUMNS, versions=itertools.count(1))
+    return mapped
 
-    def unified(offset_limit: int = 600_000_000) -> int:
-        return unified_at + rng.randrange(offset_limit)
 
+def _unify(
+    make: _Maker,
+    keys: _Keys,
+    mapped: array[int],
+    n_contacts: int,
+    profiles: _Profiles,
+    mappings: _Chunked,
+    unified: Callable[[], int],
+) -> None:
+    """Group the mapped source rows into profiles of one to four, with their mapping rows.
+
+    A Sales contact is sometimes named by Marketing too, then now and then for an earlier profile (a
+    conflict); some profiles also have a Loyalty member, a source that is not Dataverse.
+    """
+    rng = make.rng
     index = 0
     while index < len(mapped):
         size = rng.choices((1, 2, 3, 4), weights=(60, 25, 10, 5))[0]
@@ -215,20 +251,28 @@ def _seed(org: Organization) -> dict[str, int]:
         if rng.random() < 0.3:
             mappings.append(make.mapping(LOYALTY, f"LOY-{rng.randrange(10**7):07d}", profile, unified()))
         index += size
+
+
+def _map_stray_keys(
+    make: _Maker, n_contacts: int, profiles: _Profiles, mappings: _Chunked, unified: Callable[[], int]
+) -> None:
+    """Mapping rows whose contact was deleted (a GUID no row has) and a few whose key is not a GUID."""
+    rng = make.rng
     for _ in range(max(1, n_contacts // 100) if n_contacts else 0):
         if profiles:
             mappings.append(make.mapping(SALES_CONTACT, make.guid(), rng.choice(profiles), unified()))
     for n in range(max(1, n_contacts // 1000) if n_contacts else 0):
         if profiles:
             mappings.append(make.mapping(SALES_CONTACT, f"CRM-{n:06d}", rng.choice(profiles), unified()))
-    profiles.flush()
-    mappings.flush()
-    first = org.store.reserve_versions(len(mappings))
-    if len(mappings) and first != 1:
+
+
+def _place_mapping_versions(org: Organization, count: int) -> None:
+    """Shift the mapping rows' provisional versions 1, 2, … to follow every version written before."""
+    first = org.store.reserve_versions(count)
+    if count and first != 1:
         org.store.execute(
             f"UPDATE {quote('msdynci_alternatekey')} SET {VERSION} = {VERSION} + ?", (first - 1,)
         )
-    return {"contacts": n_contacts, "leads": n_leads, "profiles": len(profiles), "mappings": len(mappings)}
 
 
 def sync_message_filters(org: Organization) -> None:
