@@ -126,26 +126,8 @@ class Catalog:
 
     def validate_relationship(self, body: Any) -> tuple[Relationship, str]:
         """Check a ``POST RelationshipDefinitions`` body; return the relationship and display name."""
-        if not isinstance(body, dict):
-            raise bad_request("The request body must be a JSON object.")
-        if _odata_type(body.get("@odata.type")) != RELATIONSHIP_TYPE:
-            raise bad_request(
-                f"The '@odata.type' of a relationship definition must be '{RELATIONSHIP_TYPE}'.",
-                _INVALID_DEFINITION,
-            )
-        for name in ("SchemaName", "ReferencedEntity", "ReferencedAttribute", "ReferencingEntity", "Lookup"):
-            if not body.get(name):
-                raise bad_request(f"The required field '{name}' is missing.", _INVALID_DEFINITION)
+        _check_relationship_fields(body)
         lookup = body["Lookup"]
-        if not isinstance(lookup, dict) or _odata_type(lookup.get("@odata.type")) != LOOKUP_TYPE:
-            raise bad_request(f"'Lookup' must be a '{LOOKUP_TYPE}'.", _INVALID_DEFINITION)
-        if lookup.get("AttributeType", "Lookup") != "Lookup":
-            raise bad_request(
-                f"The AttributeType of 'Lookup' must be 'Lookup', not '{lookup['AttributeType']}'.",
-                _INVALID_DEFINITION,
-            )
-        if not lookup.get("SchemaName"):
-            raise bad_request("The required field 'Lookup.SchemaName' is missing.", _INVALID_DEFINITION)
         schema_name = _schema_name(body["SchemaName"])
         lookup_name = _schema_name(lookup["SchemaName"])
         referenced = self.entity(str(body["ReferencedEntity"]))
@@ -171,13 +153,7 @@ class Catalog:
             navigation_property=lookup_name,
             cascade={k: "NoCascade" for k in CASCADES} | dict(body.get("CascadeConfiguration") or {}),
         )
-        display = lookup.get("DisplayName")
-        text: str = lookup_name
-        if isinstance(display, dict):
-            labels = display.get("LocalizedLabels") or []
-            if labels and isinstance(labels[0], dict) and isinstance(labels[0].get("Label"), str):
-                text = labels[0]["Label"]
-        return rel, text
+        return rel, _display_label(lookup, lookup_name)
 
     def _check_free(
         self, schema_name: str, lookup_name: str, referencing: Entity, referenced: Entity
@@ -216,3 +192,37 @@ class Catalog:
                         f"elastic table '{referenced.logical_name}'.",
                         _INVALID_DEFINITION,
                     )
+
+
+def _check_relationship_fields(body: Any) -> None:
+    """Refuse a ``RelationshipDefinitions`` body without the shape and fields of a one-to-many lookup."""
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a JSON object.")
+    if _odata_type(body.get("@odata.type")) != RELATIONSHIP_TYPE:
+        raise bad_request(
+            f"The '@odata.type' of a relationship definition must be '{RELATIONSHIP_TYPE}'.",
+            _INVALID_DEFINITION,
+        )
+    for name in ("SchemaName", "ReferencedEntity", "ReferencedAttribute", "ReferencingEntity", "Lookup"):
+        if not body.get(name):
+            raise bad_request(f"The required field '{name}' is missing.", _INVALID_DEFINITION)
+    lookup = body["Lookup"]
+    if not isinstance(lookup, dict) or _odata_type(lookup.get("@odata.type")) != LOOKUP_TYPE:
+        raise bad_request(f"'Lookup' must be a '{LOOKUP_TYPE}'.", _INVALID_DEFINITION)
+    if lookup.get("AttributeType", "Lookup") != "Lookup":
+        raise bad_request(
+            f"The AttributeType of 'Lookup' must be 'Lookup', not '{lookup['AttributeType']}'.",
+            _INVALID_DEFINITION,
+        )
+    if not lookup.get("SchemaName"):
+        raise bad_request("The required field 'Lookup.SchemaName' is missing.", _INVALID_DEFINITION)
+
+
+def _display_label(lookup: dict[str, Any], default: str) -> str:
+    """The lookup's first localized display label, or ``default`` when it has none."""
+    display = lookup.get("DisplayName")
+    if isinstance(display, dict):
+        labels = display.get("LocalizedLabels") or []
+        if labels and isinstance(labels[0], dict) and isinstance(labels[0].get("Label"), str):
+            return str(labels[0]["Label"])
+    return default

@@ -124,28 +124,40 @@ def _route(org: Organization, method: str, path: str, request: Request) -> Answe
     if (method, path) == ("POST", "flows"):
         return 200, {"id": register_flow(org, _body(request, FLOW_FIELDS))}
     if path == "limits" and method in ("GET", "PATCH"):
-        if method == "PATCH":
-            org.limits.configure(_body(request, None))
-        return 200, {**org.limits.config.to_json(), "usage": org.limits.usage()}
+        return _limits(org, method, request)
     if path == "faults" and method in ("GET", "PUT", "DELETE"):
-        if method == "PUT":
-            org.faults.replace(_body(request, None))
-        elif method == "DELETE":
-            org.faults.clear()
-        return 200, org.faults.to_json()
+        return _faults(org, method, request)
     if path == "clock" and method in ("GET", "POST"):
-        if method == "POST":
-            seconds = _body(request, ("advance_seconds",)).get("advance_seconds", 0)
-            if (
-                isinstance(seconds, bool)
-                or not isinstance(seconds, int | float)
-                or not 0 <= seconds <= MAX_ADVANCE_SECONDS
-            ):
-                raise ControlError(f"'advance_seconds' must be a number from 0 to {MAX_ADVANCE_SECONDS}")
-            org.clock.advance(seconds)
-        now = org.clock.now()
-        return 200, {"now": format_datetime(now, Precision.MILLISECOND), "now_micros": now}
+        return _clock(org, method, request)
     return 404, {"error": f"no control operation {method} /_emulator/{path}"}
+
+
+def _limits(org: Organization, method: str, request: Request) -> Answer:
+    if method == "PATCH":
+        org.limits.configure(_body(request, None))
+    return 200, {**org.limits.config.to_json(), "usage": org.limits.usage()}
+
+
+def _faults(org: Organization, method: str, request: Request) -> Answer:
+    if method == "PUT":
+        org.faults.replace(_body(request, None))
+    elif method == "DELETE":
+        org.faults.clear()
+    return 200, org.faults.to_json()
+
+
+def _clock(org: Organization, method: str, request: Request) -> Answer:
+    if method == "POST":
+        seconds = _body(request, ("advance_seconds",)).get("advance_seconds", 0)
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= MAX_ADVANCE_SECONDS
+        ):
+            raise ControlError(f"'advance_seconds' must be a number from 0 to {MAX_ADVANCE_SECONDS}")
+        org.clock.advance(seconds)
+    now = org.clock.now()
+    return 200, {"now": format_datetime(now, Precision.MILLISECOND), "now_micros": now}
 
 
 def _reset(org: Organization, body: dict[str, Any]) -> Answer:

@@ -6,9 +6,10 @@ well-tuned bulk writer meets first, because every request costs server time in p
 it reads and writes. This module models both halves:
 
 - the **cost** of one request (``LimitsConfig.cost_seconds``): a base per request, a small base per part
-  of a ``$batch``, and a price per row read and per record written. The rows come from a
-  ``RequestTally`` the server opens around each top-level request and ``organization.Stats`` feeds as
-  the handlers count rows, so a request knows its own rows however deep in a ``$batch`` they were;
+  of a ``$batch``, and a price per row read and per record written. The rows come from the
+  ``RequestTally`` (``request_tally``) the server opens around each top-level request and
+  ``organization.Stats`` feeds as the handlers count rows, so a request knows its own rows however deep
+  in a ``$batch`` they were;
 - the ``Limiter``: per user, the requests admitted and the execution time charged within the window,
   the requests in flight, and the penalty that makes ``Retry-After`` grow for a user who keeps sending
   while throttled.
@@ -26,13 +27,12 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import ApiError
+from .request_tally import RequestTally
 
 REQUESTS, EXECUTION_TIME, CONCURRENCY = "requests", "execution_time", "concurrency"
 LIMITS = (REQUESTS, EXECUTION_TIME, CONCURRENCY)
@@ -153,53 +153,6 @@ def throttle_error(limit: str, config: LimitsConfig, retry_after: int) -> ApiErr
 
 def _amount(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
-
-
-# -- the rows of one request --------------------------------------------------------------------------
-
-
-@dataclass
-class RequestTally:
-    """What one top-level request did, for its cost: rows read and written, and ``$batch`` parts."""
-
-    rows_read: int = 0
-    rows_written: int = 0
-    batch_parts: int = 0
-
-
-_current: ContextVar[RequestTally | None] = ContextVar("request_tally", default=None)
-
-
-@contextmanager
-def tallying() -> Iterator[RequestTally]:
-    """Count what the request served in this context does (werkzeug serves each in its own thread)."""
-    tally = RequestTally()
-    token = _current.set(tally)
-    try:
-        yield tally
-    finally:
-        _current.reset(token)
-
-
-def tally_rows(*, read: int = 0, written: int = 0) -> None:
-    """Add rows to the current request's tally; outside a request (seeding, control) nothing happens.
-
-    Rows a rolled-back change set wrote stay counted: the server did the work before it undid it.
-    """
-    tally = _current.get()
-    if tally is not None:
-        tally.rows_read += read
-        tally.rows_written += written
-
-
-def tally_batch_part() -> None:
-    """Count one request inside the current ``$batch``."""
-    tally = _current.get()
-    if tally is not None:
-        tally.batch_parts += 1
-
-
-# -- the limiter ---------------------------------------------------------------------------------------
 
 
 @dataclass

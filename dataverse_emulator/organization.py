@@ -13,8 +13,9 @@ from typing import Any
 
 from .catalog import Catalog
 from .faults import Faults
-from .limits import CONCURRENCY, EXECUTION_TIME, REQUESTS, Limiter, tally_rows
+from .limits import CONCURRENCY, EXECUTION_TIME, REQUESTS, Limiter
 from .modes import Modes
+from .request_tally import tally_rows
 from .schema import MAPPING_RELATIONSHIP, Entity, Relationship
 from .store import VISIBLE_AT, WRITER, ServerClock, Store
 

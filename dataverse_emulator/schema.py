@@ -297,6 +297,11 @@ def add_string_columns(entity: Entity, *names: str) -> None:
 
 def builtin_entities() -> list[Entity]:
     """The four tables the product touches, plus ``sdkmessagefilter`` for capability queries."""
+    return [*_source_tables(), *_unification_tables(), _message_filters()]
+
+
+def _source_tables() -> list[Entity]:
+    """``contact`` and ``lead``: the rows the product stamps."""
     contact = Entity("contact", "Contact", "contacts", "contactid", "fullname", TableType.STANDARD, 2)
     add_common_columns(contact)
     add_string_columns(contact, "fullname", "firstname", "lastname", "emailaddress1")
@@ -305,7 +310,11 @@ def builtin_entities() -> list[Entity]:
     lead = Entity("lead", "Lead", "leads", "leadid", "fullname", TableType.STANDARD, 4)
     add_common_columns(lead)
     add_string_columns(lead, "fullname", "firstname", "lastname", "emailaddress1", "companyname")
+    return [contact, lead]
 
+
+def _unification_tables() -> list[Entity]:
+    """CI-D's elastic tables: the unified profiles and the mapping of source rows to them."""
     profile = Entity(
         "msdynci_customerprofile",
         "msdynci_customerprofile",
@@ -338,7 +347,11 @@ def builtin_entities() -> list[Entity]:
         "partitionid",
     )
     mapping.add(Attribute("msdynci_keyring", "msdynci_keyring", AttributeType.MEMO))
+    return [profile, mapping]
 
+
+def _message_filters() -> Entity:
+    """``sdkmessagefilter``: which tables support which messages."""
     filters = Entity(
         "sdkmessagefilter",
         "SdkMessageFilter",
@@ -350,7 +363,7 @@ def builtin_entities() -> list[Entity]:
     )
     add_common_columns(filters)
     add_string_columns(filters, "primaryobjecttypecode", "sdkmessagename")
-    return [contact, lead, profile, mapping, filters]
+    return filters
 
 
 MAPPING_RELATIONSHIP = Relationship(

@@ -38,8 +38,9 @@ from .errors import NOT_A_MEMBER, SERVER_ERROR, ApiError
 from .exchange import ApiRequest, ApiResponse, error_response, http_date, json_response
 from .faults import DroppedConnectionError, FaultRule
 from .generator import seed_organization
-from .limits import Throttle, tally_batch_part, tallying, throttle_error
+from .limits import Throttle, throttle_error
 from .organization import Organization, SeedParams
+from .request_tally import tally_batch_part, tallying
 from .store import Store
 from .tls import TlsFiles, generate
 

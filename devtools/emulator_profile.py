@@ -41,27 +41,17 @@ import json
 import os
 import platform
 import random
-import resource
-import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import quote
-
-from werkzeug.test import Client
 
 from dataverse_emulator import EmulatorServer, SeedParams
-from dataverse_emulator.server import EmulatorApp
-from dataverse_emulator.values import Precision, format_datetime
-from hydration.dataverse.batch import Part, build, parse
+from devtools.emulator_profiler import API, AUTH, Profiler, in_filter, moment, peak_rss_mb, query
+from hydration.dataverse.batch import Part
 
-API = "/api/data/v9.2/"
-AUTH = {"Authorization": "Bearer hydration-app", "Accept": "application/json"}
-PAGE = {"Prefer": "odata.maxpagesize=5000"}
 LOOKUP_SCHEMA = "new_CustomerProfile"
 LOOKUP = LOOKUP_SCHEMA.lower()
 LOOKUP_VALUE = f"_{LOOKUP}_value"
@@ -71,7 +61,6 @@ SOURCES = (
     "(msdynci_datasourcename eq 'DataverseMarketing' and msdynci_entityname eq 'contact'))"
 )
 MAPPING_SELECT = "msdynci_alternatekeyid,msdynci_alternatevalue,_msdynci_lookupfield_customer_value"
-_SAFE = "$,'()=/:@*"
 _LABEL = {
     "@odata.type": "Microsoft.Dynamics.CRM.Label",
     "LocalizedLabels": [
@@ -103,114 +92,6 @@ RELATIONSHIP = {
 """The product's lookup from contact to the profile table, as the product creates it."""
 ROW_CHANGES = ("moved", "mapped_existing", "mapped_new", "deleted", "merged_rows")
 """The re-unification counts that are mapping rows changed (the rest count profiles)."""
-
-
-@dataclass
-class Kind:
-    """The measurements of one request kind."""
-
-    name: str
-    cpu: list[float] = field(default_factory=list)
-    wall: list[float] = field(default_factory=list)
-    rows: list[int] = field(default_factory=list)
-    statuses: set[int] = field(default_factory=set)
-
-    def summary(self) -> dict[str, Any]:
-        """Mean, median and worst CPU per request, CPU per row, and the rows a request carried."""
-        rows = sum(self.rows)
-        return {
-            "kind": self.name,
-            "requests": len(self.cpu),
-            "cpu_ms_mean": 1000 * statistics.fmean(self.cpu),
-            "cpu_ms_median": 1000 * statistics.median(self.cpu),
-            "cpu_ms_max": 1000 * max(self.cpu),
-            "wall_ms_mean": 1000 * statistics.fmean(self.wall),
-            "rows_per_request": rows / len(self.cpu),
-            "cpu_us_per_row": 1e6 * sum(self.cpu) / rows if rows else None,
-            "statuses": sorted(self.statuses),
-        }
-
-
-def query(entity_set: str, options: dict[str, str]) -> str:
-    """A relative URL with percent-encoded options, written as the product writes them."""
-    return entity_set + "?" + "&".join(f"{k}={quote(v, safe=_SAFE)}" for k, v in options.items())
-
-
-def in_filter(name: str, values: Sequence[str]) -> str:
-    """``Microsoft.Dynamics.CRM.In`` over string literals."""
-    literals = ",".join("'" + v.replace("'", "''") + "'" for v in values)
-    return f"Microsoft.Dynamics.CRM.In(PropertyName='{name}',PropertyValues=[{literals}])"
-
-
-def moment(micros: int) -> str:
-    """A bare UTC date-time literal with milliseconds, as the product sends it."""
-    return format_datetime(micros, Precision.MILLISECOND)
-
-
-def peak_rss_mb() -> float:
-    """The peak resident set size of this process so far (``ru_maxrss`` is in KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-Send = Callable[[], tuple[int, int]]
-"""One request: answers its HTTP status and the rows it read or wrote."""
-
-
-class Profiler:
-    """Sends requests to one emulator's WSGI app and keeps the measurements by kind."""
-
-    def __init__(self, server: EmulatorServer) -> None:
-        self.org = server.org
-        self.app: EmulatorApp = server.app
-        self.client = Client(self.app)
-        self.kinds: dict[str, Kind] = {}
-        self.rss_mb_after_requests = 0.0
-        """The peak RSS once the request kinds ran, before the control calls (which sort whole tables)."""
-
-    def measure(self, name: str, send: Send) -> None:
-        """Run one request and record its CPU and wall time, status and rows."""
-        kind = self.kinds.setdefault(name, Kind(name))
-        wall, cpu = time.perf_counter(), time.process_time()
-        status, rows = send()
-        kind.cpu.append(time.process_time() - cpu)
-        kind.wall.append(time.perf_counter() - wall)
-        kind.rows.append(rows)
-        kind.statuses.add(status)
-
-    def page(self, url: str) -> tuple[int, list[dict[str, Any]]]:
-        """GET one page of at most 5,000 rows."""
-        response = self.client.get(API + url, headers={**AUTH, **PAGE})
-        body = response.get_json(silent=True)
-        return response.status_code, body.get("value", []) if isinstance(body, dict) else []
-
-    def batch(self, parts: Sequence[Part]) -> tuple[int, int]:
-        """Send a ``$batch``; answer its status (or a failed part's) and the rows of all parts."""
-        body, content_type = build(parts, API)
-        response = self.client.post(
-            API + "$batch", data=body, headers={**AUTH, **PAGE, "Content-Type": content_type}
-        )
-        if response.status_code != 200:
-            return response.status_code, 0
-        rows = 0
-        for result in parse(response.get_data(), response.headers["Content-Type"]):
-            if result.status >= 400:
-                return result.status, rows
-            answer = result.json() if result.body else None
-            rows += len(answer["value"]) if isinstance(answer, dict) and "value" in answer else 1
-        return 200, rows
-
-    def keys(self, table: str, key: str, count: int, rng: random.Random) -> list[str]:
-        """``count`` keys of ``table`` at random rowids, read from the store (setup, not measured)."""
-        store = self.org.store
-        top = int(store.fetch(f"SELECT MAX(rowid) FROM {table}")[0][0] or 0)
-        picks = sorted(rng.sample(range(1, top + 1), min(top, count)))
-        found: list[str] = []
-        for start in range(0, len(picks), 900):
-            chunk = picks[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            found += [r[0] for r in store.fetch(f"SELECT {key} FROM {table} WHERE rowid IN ({marks})", chunk)]
-        rng.shuffle(found)
-        return found
 
 
 def mapping_pages(p: Profiler, kind: str, terms: list[str], repeat: int) -> list[dict[str, Any]]:
@@ -267,18 +148,31 @@ def linked_pages(p: Profiler, kind: str, repeat: int) -> None:
 def send_all(p: Profiler, repeat: int, seed: int) -> None:
     """Every request kind, ``repeat`` times (the module docstring lists them)."""
     rng = random.Random(seed)
-    org = p.org
-
-    def create_lookup() -> tuple[int, int]:
-        response = p.client.post(API + "RelationshipDefinitions", json=RELATIONSHIP, headers=AUTH)
-        return response.status_code, 0
-
-    p.measure("create_lookup", create_lookup)
-
-    end = org.clock.now() + 1_000_000
+    p.measure("create_lookup", partial(_create_lookup, p))
+    end = p.org.clock.now() + 1_000_000
     mapping = mapping_pages(p, "mapping_page_first_pass", [SOURCES, f"modifiedon lt {moment(end)}"], repeat)
     contacts = p.keys("contact", "contactid", 1000 * repeat, rng)
     profiles = p.keys("msdynci_customerprofile", "msdynci_customerprofileid", 1000, rng)
+    _send_reads(p, repeat, contacts, mapping)
+    linked_pages(p, "linked_page_none", repeat)
+
+    def bind() -> str:
+        return f"msdynci_customerprofiles({rng.choice(profiles)})"
+
+    _send_writes(p, repeat, contacts, bind)
+    _link_most_contacts(p)
+    linked_pages(p, "linked_page_most", repeat)
+    p.rss_mb_after_requests = peak_rss_mb()
+    _send_reunification(p, repeat, seed)
+
+
+def _create_lookup(p: Profiler) -> tuple[int, int]:
+    response = p.client.post(API + "RelationshipDefinitions", json=RELATIONSHIP, headers=AUTH)
+    return response.status_code, 0
+
+
+def _send_reads(p: Profiler, repeat: int, contacts: list[str], mapping: list[dict[str, Any]]) -> None:
+    """The product's reads for 1,000 source rows: by contact id, by mapping value, and all three at once."""
     for i in range(repeat):
         ids = contacts[1000 * i : 1000 * (i + 1)]
         source = Part(
@@ -290,79 +184,87 @@ def send_all(p: Profiler, repeat: int, seed: int) -> None:
         )
         p.measure("in_contactid", partial(p.batch, [source]))
         page = mapping[1000 * i : 1000 * (i + 1)] or mapping[:1000]  # a page's first 1,000 rows
-        named = [r["msdynci_alternatevalue"] for r in page]
-        select = (
-            "msdynci_alternatekeyid,msdynci_alternatevalue,_msdynci_lookupfield_customer_value,modifiedon"
-        )
-        rows = Part(
-            "GET",
-            query(
-                "msdynci_alternatekeys",
-                {"$select": select, "$filter": f"{SOURCES} and {in_filter('msdynci_alternatevalue', named)}"},
-            ),
-        )
+        rows = _mapping_rows_named(page)
         p.measure("in_alternatevalue", partial(p.batch, [rows]))
-        likely = sorted({r["_msdynci_lookupfield_customer_value"] for r in page})
-        named_profiles = Part(
-            "GET",
-            query(
-                "msdynci_customerprofiles",
-                {
-                    "$select": "msdynci_customerprofileid,partitionid",
-                    "$filter": in_filter("msdynci_customerprofileid", likely),
-                },
-            ),
-        )
-        p.measure("read_state", partial(p.batch, [source, rows, named_profiles]))
+        p.measure("read_state", partial(p.batch, [source, rows, _profiles_named(page)]))
 
-    linked_pages(p, "linked_page_none", repeat)
 
-    def bind() -> str:
-        return f"msdynci_customerprofiles({rng.choice(profiles)})"
+def _mapping_rows_named(page: list[dict[str, Any]]) -> Part:
+    """The GET of the mapping rows whose values a page names, with the data-source filter."""
+    named = [r["msdynci_alternatevalue"] for r in page]
+    select = "msdynci_alternatekeyid,msdynci_alternatevalue,_msdynci_lookupfield_customer_value,modifiedon"
+    return Part(
+        "GET",
+        query(
+            "msdynci_alternatekeys",
+            {"$select": select, "$filter": f"{SOURCES} and {in_filter('msdynci_alternatevalue', named)}"},
+        ),
+    )
 
+
+def _profiles_named(page: list[dict[str, Any]]) -> Part:
+    """The GET of the profiles a page's mapping rows name."""
+    likely = sorted({r["_msdynci_lookupfield_customer_value"] for r in page})
+    return Part(
+        "GET",
+        query(
+            "msdynci_customerprofiles",
+            {
+                "$select": "msdynci_customerprofileid,partitionid",
+                "$filter": in_filter("msdynci_customerprofileid", likely),
+            },
+        ),
+    )
+
+
+def _send_writes(p: Profiler, repeat: int, contacts: list[str], bind: Callable[[], str]) -> None:
+    """The lookup written three ways: ``UpdateMultiple`` of 500, a ``$batch`` of 100 PATCHes, one PATCH."""
     for i in range(repeat):
         targets = [
             {"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": c, BIND: bind()}
             for c in contacts[500 * i : 500 * (i + 1)]
         ]
-
-        def update_multiple(targets: list[dict[str, str]] = targets) -> tuple[int, int]:
-            response = p.client.post(
-                API + "contacts/Microsoft.Dynamics.CRM.UpdateMultiple",
-                json={"Targets": targets},
-                headers=AUTH,
-            )
-            return response.status_code, len(targets)
-
-        p.measure("update_multiple", update_multiple)
+        p.measure("update_multiple", partial(_update_multiple, p, targets))
     for i in range(repeat):
         patches = [
             Part("PATCH", f"contacts({c})", {BIND: bind()}, {"If-Match": "*"})
             for c in contacts[100 * i : 100 * (i + 1)]
         ]
         p.measure("batch_patch", partial(p.batch, patches))
-
-    def patch(contact: str, payload: dict[str, str]) -> tuple[int, int]:
-        response = p.client.patch(
-            API + f"contacts({contact})", json=payload, headers={**AUTH, "If-Match": "*"}
-        )
-        return response.status_code, 1
-
     for i in range(repeat):
-        p.measure("patch", partial(patch, contacts[-1 - i], {BIND: bind()}))
+        p.measure("patch", partial(_patch, p, contacts[-1 - i], {BIND: bind()}))
 
-    # 95 % of contacts linked, as after a full pass: written straight to the store, since a million
-    # writes through the API would take the run's whole time and measure nothing the kinds above miss.
-    store = org.store
+
+def _update_multiple(p: Profiler, targets: list[dict[str, str]]) -> tuple[int, int]:
+    response = p.client.post(
+        API + "contacts/Microsoft.Dynamics.CRM.UpdateMultiple", json={"Targets": targets}, headers=AUTH
+    )
+    return response.status_code, len(targets)
+
+
+def _patch(p: Profiler, contact: str, payload: dict[str, str]) -> tuple[int, int]:
+    response = p.client.patch(API + f"contacts({contact})", json=payload, headers={**AUTH, "If-Match": "*"})
+    return response.status_code, 1
+
+
+def _link_most_contacts(p: Profiler) -> None:
+    """Link 95 % of contacts, as after a full pass.
+
+    Written straight to the store, since a million writes through the API would take the run's whole
+    time and measure nothing the kinds above miss.
+    """
+    store = p.org.store
     with store.transaction():
         store.execute(
             f"UPDATE contact SET {LOOKUP} = (SELECT msdynci_customerprofileid FROM msdynci_customerprofile "
             "WHERE rowid = 1 + contact.rowid % (SELECT MAX(rowid) FROM msdynci_customerprofile)) "
             "WHERE rowid % 20 != 0"
         )
-    linked_pages(p, "linked_page_most", repeat)
-    p.rss_mb_after_requests = peak_rss_mb()
 
+
+def _send_reunification(p: Profiler, repeat: int, seed: int) -> None:
+    """A 1 % re-unification, the incremental passes' pages around it, and the truth of the links."""
+    org = p.org
     started = org.clock.now()
 
     def reunify() -> tuple[int, int]:

@@ -23,11 +23,11 @@ from dataverse_emulator.limits import (
     REQUESTS,
     Limiter,
     LimitsConfig,
-    RequestTally,
     Throttle,
     Ticket,
     throttle_error,
 )
+from dataverse_emulator.request_tally import RequestTally
 from tests.emulator.test_batch_api import change_set, part, post_batch
 
 DEFAULTS = LimitsConfig().to_json()
