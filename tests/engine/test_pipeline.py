@@ -1,10 +1,10 @@
 """Steps of several pages, the next page read while the previous page's writes are in flight.
 
-Against the emulator over HTTP and Azurite, like ``test_hydration``: every end state is checked row by
-row against the emulator's truth, and every write counted by the emulator. Nothing here is timed: the
-overlap of reads and writes, the per-user cap and the request costs are counted. Those counts concern
-the Dataverse side only, so their tests keep state and queue in memory; the steps, crashes and
-redeliveries run on Azurite.
+Against the emulator over HTTP, like ``test_hydration``: every end state is checked row by row against
+the emulator's truth, and every write counted by the emulator. Nothing here is timed: the overlap of
+reads and writes, the per-user cap and the request costs are counted. What is tested is the engine's
+paging, checkpoints and redelivery, not storage, so state and queue are in memory (the storage
+contract tests hold them to Azurite's semantics; ``test_hydration`` keeps the crash on Azurite).
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class OverlapSession(requests.Session):
 
 
 def pipelined(**overrides: Any) -> LinkSettings:
-    """Small pages, so a table of about a thousand rows is many pages and many write batches."""
-    values: dict[str, Any] = {"page_size": 200, "write_batch": 40, "step_pages": 4, "read_ahead": 1}
+    """Small pages, so a table of a few hundred rows is many pages and many write batches."""
+    values: dict[str, Any] = {"page_size": 100, "write_batch": 20, "step_pages": 4, "read_ahead": 1}
     values.update(overrides)
     return LinkSettings(**values)
 
@@ -84,11 +84,9 @@ OVERLAP_PAGES = {"page_size": 500, "write_batch": 100}
 in flight when the next read goes (smaller writes could land first and prove nothing)."""
 
 
-def test_a_step_covers_several_pages_saving_the_checkpoint_after_each(
-    emulator: EmulatorClient, azurite: str
-) -> None:
-    emulator.reset(contacts=1200, leads=0, seed=21)
-    harness = Harness(emulator, azurite, link=pipelined())
+def test_a_step_covers_several_pages_saving_the_checkpoint_after_each(emulator: EmulatorClient) -> None:
+    emulator.reset(contacts=600, leads=0, seed=21)
+    harness = Harness(emulator, None, link=pipelined())
     recording = RecordingState(harness.state)
     harness.worker = harness._worker(recording)
     expected = harness.summary("contact")["expected_links"]
@@ -158,10 +156,10 @@ def test_without_read_ahead_no_read_overlaps_a_write(emulator: EmulatorClient) -
 
 @pytest.mark.parametrize("page", [2, 5])
 def test_a_crash_in_the_middle_of_a_step_loses_at_most_the_pages_in_flight(
-    emulator: EmulatorClient, azurite: str, page: int
+    emulator: EmulatorClient, page: int
 ) -> None:
-    emulator.reset(contacts=1200, leads=0, seed=23)
-    harness = Harness(emulator, azurite, link=pipelined(step_pages=8))
+    emulator.reset(contacts=600, leads=0, seed=23)
+    harness = Harness(emulator, None, link=pipelined(step_pages=8))
     expected = harness.summary("contact")["expected_links"]
     # crash just before saving the checkpoint after page `page`: its writes (and the next page's) landed
     harness.crash_state(lambda cp: cp.counters.pages == page and cp.phase != "idle")
@@ -178,9 +176,9 @@ def test_a_crash_in_the_middle_of_a_step_loses_at_most_the_pages_in_flight(
     assert harness.queue.approximate_count() == 0
 
 
-def test_every_message_delivered_twice_with_multi_page_steps(emulator: EmulatorClient, azurite: str) -> None:
-    emulator.reset(contacts=1000, leads=0, seed=24)
-    harness = Harness(emulator, azurite, link=pipelined(step_pages=3))
+def test_every_message_delivered_twice_with_multi_page_steps(emulator: EmulatorClient) -> None:
+    emulator.reset(contacts=500, leads=0, seed=24)
+    harness = Harness(emulator, None, link=pipelined(step_pages=3))
     expected = harness.summary("contact")["expected_links"]
     harness.queue.duplicate = True
 
@@ -193,11 +191,9 @@ def test_every_message_delivered_twice_with_multi_page_steps(emulator: EmulatorC
     assert tasks["contact"].counters["written"] == expected
 
 
-def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(
-    emulator: EmulatorClient, azurite: str
-) -> None:
-    emulator.reset(contacts=1000, leads=0, seed=25)
-    harness = Harness(emulator, azurite, link=pipelined(step_pages=None))
+def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(emulator: EmulatorClient) -> None:
+    emulator.reset(contacts=500, leads=0, seed=25)
+    harness = Harness(emulator, None, link=pipelined(step_pages=None))
     harness.run(tables=CONTACTS)
     harness.em.reunify(0.03, seed=4)
     harness.settle()
@@ -213,7 +209,7 @@ def test_reunify_then_incremental_and_full_pass_with_pipelined_steps(
 def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
     emulator: EmulatorClient,
 ) -> None:
-    emulator.reset(contacts=1000, leads=0, seed=26)
+    emulator.reset(contacts=500, leads=0, seed=26)
     harness = Harness(emulator, None, link=pipelined(step_pages=None))
     _, planned, _ = harness.run(tables=CONTACTS, plan=True)
     assert harness.written() == {}
@@ -223,7 +219,7 @@ def test_plan_with_read_ahead_reports_exactly_what_the_pipelined_pass_writes(
 
 
 def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient) -> None:
-    emulator.reset(contacts=1200, leads=0, seed=27)
+    emulator.reset(contacts=600, leads=0, seed=27)
     # the emulator refuses a fourth concurrent request of a user: two writes in flight at most, and a
     # read that borrows the next slot to free
     emulator.limits(enabled=True, time_factor=0.02, max_concurrent=3)
@@ -241,11 +237,11 @@ def test_requests_in_flight_per_user_stay_under_the_cap(emulator: EmulatorClient
     assert per_user["app-2"]["rows_written"] > 0
 
 
-PAGE = 300
+PAGE = 150
 
 
 def test_a_mapping_page_costs_one_read_request_and_a_reconcile_page_two(emulator: EmulatorClient) -> None:
-    emulator.reset(contacts=1800, leads=0, seed=28)
+    emulator.reset(contacts=900, leads=0, seed=28)
     # Full pages: this counts requests per page, and short pages only add pages.
     harness = Harness(emulator, None, link=LinkSettings(page_size=PAGE, write_batch=PAGE), full_pages=True)
     _, tasks, _ = harness.run(tables=CONTACTS)
@@ -293,7 +289,7 @@ class FailingCheckSession(requests.Session):
 def test_a_reconcile_page_that_fails_in_the_background_fails_the_step_and_is_redone(
     emulator: EmulatorClient,
 ) -> None:
-    emulator.reset(contacts=1200, leads=0, seed=29)
+    emulator.reset(contacts=600, leads=0, seed=29)
     FailingCheckSession.armed, FailingCheckSession.checks = False, 0
     harness = Harness(
         emulator,

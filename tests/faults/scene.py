@@ -2,7 +2,9 @@
 
 Each case gets a freshly seeded emulator (80 contacts, 40 leads, short pages), its own state tables and
 its own job queues on Azurite (or, where a case waits out queue delays, queues in memory on the same
-fake clock as everything else), and the app's ``Services`` built from its settings with a ``FakeClock``:
+fake clock as everything else; and where its subject is the Dataverse side alone, state tables in
+memory too, which the storage contract tests hold to Azurite's semantics), and the app's ``Services``
+built from its settings with a ``FakeClock``:
 backoff, ``Retry-After`` waits and leases then cost no real time. Every case ends by checking every row
 against the emulator's truth, and records what it injected and verified in the ``Ledger``.
 """
@@ -32,6 +34,7 @@ from hydration.status import report
 from hydration.statuses import SETTLED
 from hydration.storage.driver import QueueDriver
 from hydration.storage.queues import AzureTaskQueue, MemoryTaskQueue, TaskQueue, poison_queue_name
+from hydration.storage.tables import MemoryStateTables
 from tests.app.conftest import manifest
 
 CONTACTS, LEADS, SEED = 80, 40, 7
@@ -106,6 +109,7 @@ class Scene:
         page_size: int = 20,
         step_pages: int = 2,
         memory_queues: bool = False,
+        memory_state: bool = False,
         env: dict[str, str] | None = None,
         client_timeout: float | None = None,
         rows: tuple[int, int] = (CONTACTS, LEADS),
@@ -139,12 +143,21 @@ class Scene:
         else:
             self.queue = AzureTaskQueue.from_connection_string(azurite, queue_name)
             self.poison = AzureTaskQueue.from_connection_string(azurite, poison_queue_name(queue_name))
+        self.state: StateStore | None = (
+            StateStore(MemoryStateTables(), prefix=self.env["HYDRATION_TABLE_PREFIX"])
+            if memory_state
+            else None
+        )
+        """With ``memory_state``, the state tables every host of the scene shares, in memory."""
         self.svc = self.host()
 
     def host(self, **changes: Any) -> Services:
         """The app's services as one Functions instance builds them (another call: another instance)."""
         built = Services.from_settings(self.settings, clock=self.clock)
-        return replace(built, **{"queue": self.queue, "poison": self.poison, **changes})
+        shared: dict[str, Any] = {"queue": self.queue, "poison": self.poison}
+        if self.state is not None:
+            shared["state"] = self.state
+        return replace(built, **{**shared, **changes})
 
     def hooked(self, when: Callable[[Checkpoint], bool], first: Callable[[], None]) -> HookedState:
         """The scene's state store, doing ``first`` once before a checkpoint matching ``when`` is saved."""

@@ -48,7 +48,7 @@ def test_a_full_pass_after_any_sequence_leaves_every_row_true(
 ) -> None:
     record = CaseRecord(f"sequence {actions}")
     emulator = EmulatorClient(emulator_server.base_url)
-    s = Scene(emulator, azurite, record, memory_queues=True, rows=(40, 20), page_size=10)
+    s = Scene(emulator, azurite, record, memory_queues=True, memory_state=True, rows=(40, 20), page_size=10)
     try:
         for action in actions:
             if action[0] == "reunify":

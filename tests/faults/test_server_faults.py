@@ -59,13 +59,14 @@ CASES = {
             {"kind": "throttle", "retry_after": 60, "nth": 20, "count": 2},  # past the in-process limit
             {"kind": "throttle", "retry_after": 300, "nth": 26, "count": 1},
         ],
-        scene={"memory_queues": True},
+        scene={"memory_queues": True, "memory_state": True},
         min_fired=11,
     ),
     "Retry-After beyond the queue's 7-day limit": ServerFault(
         [{"kind": "throttle", "retry_after": 10 * MAX_DELAY_SECONDS, "nth": 6, "count": 1}],
         scene={
             "memory_queues": True,
+            "memory_state": True,
             "env": {"HYDRATION_MAX_THROTTLE_DELAY_SECONDS": str(MAX_DELAY_SECONDS)},
         },
         throttled_seconds=MAX_DELAY_SECONDS,
@@ -81,7 +82,7 @@ CASES = {
     "short pages of every size": ServerFault([], scene={"page_size": 12}, min_fired=0),
     "throttling forever": ServerFault(
         [{"kind": "throttle", "retry_after": 0, "nth": 12, "count": 10_000}],
-        scene={"memory_queues": True, "env": {"HYDRATION_MAX_THROTTLED_REQUEUES": "2"}},
+        scene={"memory_queues": True, "memory_state": True, "env": {"HYDRATION_MAX_THROTTLED_REQUEUES": "2"}},
         status="Failed",
         details="throttled 2 times in a row",
         min_fired=10,
