@@ -71,6 +71,23 @@ class CrashingState(StateStore):
         return super().save_checkpoint(checkpoint, etag, plan=plan)
 
 
+class MeddlingState(StateStore):
+    """The real state store, doing something else first, once, when a matching checkpoint is saved."""
+
+    def __init__(
+        self, inner: StateStore, when: Callable[[Checkpoint], bool], first: Callable[[], None]
+    ) -> None:
+        super().__init__(inner.tables, prefix=inner.runs_table.removesuffix("runs"))
+        self.when: Callable[[Checkpoint], bool] | None = when
+        self.first = first
+
+    def save_checkpoint(self, checkpoint: Checkpoint, etag: str, *, plan: bool = False) -> str:
+        if self.when is not None and self.when(checkpoint):
+            self.when = None
+            self.first()
+        return super().save_checkpoint(checkpoint, etag, plan=plan)
+
+
 @dataclass
 class CrashingQueue:
     """The real queue, optionally crashing once around a send, or sending every message twice."""

@@ -7,21 +7,18 @@ the stray messages and the throttling are the worker's logic and keep state and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from dataverse_emulator.client import EmulatorClient
-from hydration.checkpoints import Checkpoint
 from hydration.clock import FakeClock
 from hydration.dataverse.client import ClientSettings
 from hydration.failures import QUEUE_MAX_DELAY, requeue_delay
 from hydration.link_settings import LinkSettings
 from hydration.messages import TaskMessage
-from hydration.state import StateStore
 from hydration.worker import Outcome
-from tests.engine.harness import CONTACT_SOURCES, Harness
+from tests.engine.harness import CONTACT_SOURCES, Harness, MeddlingState
 
 pytestmark = pytest.mark.integration
 CONTACTS = {"contact": CONTACT_SOURCES}
@@ -29,23 +26,6 @@ CONTACTS = {"contact": CONTACT_SOURCES}
 
 def all_correct(summary: dict[str, int]) -> bool:
     return summary["correct"] == summary["rows"] and summary["pending"] == 0
-
-
-class MeddlingState(StateStore):
-    """The real state store, doing something else first, once, when a matching checkpoint is saved."""
-
-    def __init__(
-        self, inner: StateStore, when: Callable[[Checkpoint], bool], first: Callable[[], None]
-    ) -> None:
-        super().__init__(inner.tables, prefix=inner.runs_table.removesuffix("runs"))
-        self.when: Callable[[Checkpoint], bool] | None = when
-        self.first = first
-
-    def save_checkpoint(self, checkpoint: Checkpoint, etag: str, *, plan: bool = False) -> str:
-        if self.when is not None and self.when(checkpoint):
-            self.when = None
-            self.first()
-        return super().save_checkpoint(checkpoint, etag, plan=plan)
 
 
 def test_throttling_forever_fails_the_task_past_the_cap_and_the_next_run_resumes(

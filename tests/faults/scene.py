@@ -36,6 +36,7 @@ from hydration.storage.driver import QueueDriver
 from hydration.storage.queues import AzureTaskQueue, MemoryTaskQueue, TaskQueue, poison_queue_name
 from hydration.storage.tables import MemoryStateTables
 from tests.app.conftest import manifest
+from tests.engine.harness import MeddlingState
 
 CONTACTS, LEADS, SEED = 80, 40, 7
 TABLES = ("contact", "lead")
@@ -78,23 +79,6 @@ class Ledger:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
         return path
-
-
-class HookedState(StateStore):
-    """The real state store, doing ``first`` once, just before a checkpoint matching ``when`` is saved."""
-
-    def __init__(
-        self, inner: StateStore, when: Callable[[Checkpoint], bool], first: Callable[[], None]
-    ) -> None:
-        super().__init__(inner.tables, prefix=inner.runs_table.removesuffix("runs"))
-        self.when: Callable[[Checkpoint], bool] | None = when
-        self.first = first
-
-    def save_checkpoint(self, checkpoint: Checkpoint, etag: str, *, plan: bool = False) -> str:
-        if self.when is not None and self.when(checkpoint):
-            self.when = None
-            self.first()
-        return super().save_checkpoint(checkpoint, etag, plan=plan)
 
 
 class Scene:
@@ -159,9 +143,9 @@ class Scene:
             shared["state"] = self.state
         return replace(built, **{**shared, **changes})
 
-    def hooked(self, when: Callable[[Checkpoint], bool], first: Callable[[], None]) -> HookedState:
+    def hooked(self, when: Callable[[Checkpoint], bool], first: Callable[[], None]) -> MeddlingState:
         """The scene's state store, doing ``first`` once before a checkpoint matching ``when`` is saved."""
-        return HookedState(self.svc.state, when, first)
+        return MeddlingState(self.svc.state, when, first)
 
     # -- runs -------------------------------------------------------------------------------
 
