@@ -29,7 +29,6 @@ from .checkpoints import (
     claim_step,
     end_step,
     lease_expired,
-    only_rerun_asked,
 )
 from .clock import SYSTEM_CLOCK, Clock
 from .dataverse.client import DataverseClient
@@ -259,16 +258,8 @@ class Worker:
 
     def _claim(self, book: LaneBook, checkpoint: Checkpoint, etag: str) -> tuple[Checkpoint, str] | None:
         """Claim the step with the ETag read, merging a rerun request saved meanwhile (a redo counts)."""
-        for _ in range(3):
-            claimed = claim_step(checkpoint, owner=self.settings.owner, now=self.clock.now())
-            try:
-                return claimed, book.save(claimed, etag)
-            except ConflictError:
-                stored, stored_etag = book.load(checkpoint.table)
-                if not only_rerun_asked(stored, checkpoint):
-                    return None
-                checkpoint, etag = stored, stored_etag
-        return None
+        claimed = claim_step(checkpoint, owner=self.settings.owner, now=self.clock.now())
+        return book.save_decided(checkpoint, claimed, etag)
 
     def _step(
         self, message: TaskMessage, task: TaskRecord, book: LaneBook, checkpoint: Checkpoint, etag: str
