@@ -204,7 +204,7 @@ def test_ten_emulated_minutes_of_sustained_throttling_end_correct_and_never_pois
     emulator: EmulatorClient,
 ) -> None:
     """The throttling is the emulator's, in real time; state and queue are in memory (on the real clock)."""
-    emulator.reset(contacts=500, leads=0, seed=6)
+    emulator.reset(contacts=1000, leads=0, seed=6)  # enough work to be throttled past 600 s
     # A 400th of the documented execution-time budget, two hundred times faster than real time: the
     # pass needs far more server time than one window allows, so it is throttled for its whole length.
     factor = 0.005
