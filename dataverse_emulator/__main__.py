@@ -22,7 +22,11 @@ from .tls import TlsFiles
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    """Turn SIGTERM into the same orderly stop as Ctrl+C, so the database and temp files are closed."""
+    """Turn SIGTERM and SIGINT into one orderly stop, so the database and temp files are closed.
+
+    SIGINT is handled explicitly too: a process started from a non-interactive shell's background job
+    inherits SIGINT ignored, and Python then never raises ``KeyboardInterrupt`` for it.
+    """
     raise KeyboardInterrupt
 
 
@@ -93,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     try:
         print(server.base_url, flush=True)
         if server.tls is not None and server.tls.ca is not None:
