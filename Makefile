@@ -53,11 +53,15 @@ infra-check: $(INFRA_STAMP) $(STAMP)
 audit: $(STAMP)
 	$(BIN)/python -m devtools.audit
 
+## Test workers (pytest-xdist): one more than the cores, because tests also wait (on Azurite, on the
+## emulator's modelled latencies, on real-time leases); each starts its own emulator and Azurite on free
+## ports.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+
 ## Build the venv and node_modules, install Chromium, run the linters, type checks and audit, then the
-## whole test suite on every core (pytest-xdist: each worker starts its own emulator and Azurite on free
-## ports).
+## whole test suite on every core.
 test: $(STAMP) $(NPM_STAMP) $(CHROMIUM) check audit infra-check
-	$(BIN)/python -m pytest --ignore=tests/infra -n auto --dist loadgroup
+	$(BIN)/python -m pytest --ignore=tests/infra -n $(TEST_WORKERS) --dist loadgroup
 
 ## Lint and type-check.
 check: lint typecheck
