@@ -13,9 +13,10 @@ from typing import Any, TextIO
 
 from . import handlers
 from .planner import RunRequest
+from .relink_rule import approve_hint
 from .run_progress import RunProgress, progress_for
 from .service import Services
-from .status import approve_hint, run_view
+from .status import run_view
 from .status_text import render
 from .statuses import FINAL, SETTLED, Status
 from .storage.driver import Delivery, QueueDriver

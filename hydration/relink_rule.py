@@ -114,9 +114,14 @@ def guard_view(checkpoint: Checkpoint, *, links: int, reason: str | None) -> dic
     }
 
 
+def approve_hint(run_id: str | None) -> str:
+    """How an operator approves a held run (the status, the CLI and the task details all say it so)."""
+    return f"python -m hydration approve {run_id}  (or POST /api/runs/{run_id}/approve)"
+
+
 def held_elsewhere(run_id: str | None) -> str:
     """Why another run's task for a held table is Skipped, and what to do."""
     return (
         f"the table's pass in run {run_id} is held by the relink guard; approve it "
-        f"(python -m hydration approve {run_id}) or start a full pass with --approve"
+        f"({approve_hint(run_id)}) or start a full pass with --approve"
     )

@@ -19,6 +19,7 @@ from typing import Any
 from .checkpoints import CountBounds, Counters
 from .messages import is_run_id
 from .progress import task_progress
+from .relink_rule import approve_hint
 from .state import StateStore, TaskRecord
 from .statuses import FINAL, Status
 
@@ -81,11 +82,6 @@ def task_view(task: TaskRecord, *, now: datetime) -> dict[str, Any]:
         **({"guard": task.guard} if task.guard else {}),
         **({"approve": approve_hint(task.run_id)} if task.status == Status.HELD else {}),
     }
-
-
-def approve_hint(run_id: str) -> str:
-    """How an operator approves a held run."""
-    return f"python -m hydration approve {run_id}  (or POST /api/runs/{run_id}/approve)"
 
 
 def run_view(state: StateStore, record: dict[str, Any], *, now: datetime) -> dict[str, Any]:

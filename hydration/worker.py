@@ -44,7 +44,7 @@ from .messages import MessageError, TaskMessage
 from .passes import EngineSettings, PassStarter
 from .readers import MappingReader, PageReads, ReconcileReader, RetryReader
 from .relink_guard import RelinkGuard
-from .relink_rule import go_live, guard_view, held_elsewhere, hold
+from .relink_rule import approve_hint, go_live, guard_view, held_elsewhere, hold
 from .sequencer import Sequencer, StepLimits
 from .state import StateStore, TaskRecord
 from .statuses import SETTLED, Status
@@ -331,10 +331,8 @@ class Worker:
             )
             self._send_continuation(message, book, decided, etag)
             return Outcome.DONE
-        details = f"held by the relink guard: {judgement.reason}; nothing was written. Approve it with "
-        details += (
-            f"python -m hydration approve {message.run_id} (or POST /api/runs/{message.run_id}/approve)"
-        )
+        details = f"held by the relink guard: {judgement.reason}; nothing was written. "
+        details += f"Approve it with {approve_hint(message.run_id)}"
         record = self.state.update_task(
             message.run_id, message.table, status=Status.HELD, details=details, guard=view
         )
