@@ -2,7 +2,7 @@
 
 A pass's mapping phase reads the rows of its window in key order, so the rows left are those of the
 window after the last key read. Dataverse counts them with ``<set>/$count?$filter=...``, one cheap
-request, but counts at most ``COUNT_LIMIT`` rows: a count that reaches it is only a lower bound
+request, but counts at most 5,000 rows (``DataverseClient.count``): a count that reaches it is a lower bound
 ("at least 5,000"), and is recorded as such, so an ETA drawn from it says "at least". Once the mapping
 phase is over, nothing is estimated: a full pass's reconcile reads the linked rows, which no cheap
 request counts, and the status shows no ETA rather than a guess.
@@ -24,9 +24,6 @@ from .mapping import MAPPING_SET, Queries
 
 log = logging.getLogger(__name__)
 
-COUNT_LIMIT = 5000
-"""The most Dataverse's ``$count`` counts (Microsoft Learn, "Count rows"): a larger result answers 5,000."""
-
 
 @dataclass(frozen=True)
 class MappingLeft:
@@ -34,7 +31,7 @@ class MappingLeft:
 
     rows: int
     at_least: bool
-    """The count reached ``COUNT_LIMIT``: more rows may be left."""
+    """The count reached Dataverse's limit: more rows may be left."""
     rows_read: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,15 +61,8 @@ def count_mapping_left(
     after = checkpoint.cursor if checkpoint.phase is Phase.MAPPING else None
     where = queries.window_filter(checkpoint.window_start, checkpoint.window_end, after)
     try:
-        answer = client.request(
-            "GET", f"{MAPPING_SET}/$count", kind="count_mapping", params={"$filter": where}
-        )
+        counted = client.count(MAPPING_SET, kind="count_mapping", where=where)
     except DataverseError as exc:
         log.info("table %s: counting the mapping rows left failed (%s); no ETA", checkpoint.table, exc)
         return None
-    text = answer.text.strip().lstrip("\ufeff")
-    if not text.isdigit():
-        log.info("table %s: the mapping count is not a number; no ETA", checkpoint.table)
-        return None
-    rows = int(text)
-    return MappingLeft(rows=rows, at_least=rows >= COUNT_LIMIT, rows_read=checkpoint.counters.rows_read)
+    return MappingLeft(counted.rows, counted.at_least, rows_read=checkpoint.counters.rows_read)

@@ -43,8 +43,6 @@ T = TypeVar("T")
 MAPPING_TABLE = "msdynci_alternatekey"
 CUSTOMIZATION = ("prvCreateAttribute", "prvCreateRelationship", "prvWriteEntity")
 """What creating the lookup needs: a column and a relationship on the table (System Customizer holds them)."""
-COUNT_LIMIT = 5000
-"""``$count`` counts at most this many rows; the preflight says "at least" when it reaches it."""
 
 
 @dataclass(frozen=True)
@@ -140,9 +138,8 @@ def read_row_count(client: DataverseClient, table: TableInfo) -> tuple[int, bool
             return int(values[0]), True
     except (DataverseError, KeyError, TypeError):
         pass
-    response = client.request("GET", f"{table.entity_set}/$count", kind="preflight")
-    count = int(response.text.strip().lstrip("\ufeff"))
-    return count, count < COUNT_LIMIT
+    counted = client.count(table.entity_set, kind="preflight")
+    return counted.rows, not counted.at_least
 
 
 def read_held_privileges(client: DataverseClient) -> dict[str, str]:

@@ -46,6 +46,19 @@ MAX_CLOCK_SKEW = timedelta(minutes=5)
 log = context_logger(__name__)
 
 
+COUNT_LIMIT = 5000
+"""The most Dataverse's ``$count`` counts (Microsoft Learn, "Count rows"): a larger result answers 5,000."""
+
+
+@dataclass(frozen=True)
+class RowCount:
+    """A ``$count`` answer: the rows counted, and whether the count stopped at ``COUNT_LIMIT``."""
+
+    rows: int
+    at_least: bool
+    """More rows may exist than ``rows``."""
+
+
 @dataclass(frozen=True)
 class ClientSettings:
     """How the client behaves; defaults suit a real organization."""
@@ -277,6 +290,19 @@ class DataverseClient:
             if link is None:
                 return
             payload = self.get_json(link, kind=kind, Prefer=prefer)
+
+    def count(self, entity_set: str, *, kind: str, where: str | None = None) -> RowCount:
+        """``<set>/$count`` (with ``$filter`` when ``where``): a plain-text number, capped by Dataverse.
+
+        An answer that is not a number is a ``TransientError``, like any other malformed answer.
+        """
+        params = {"$filter": where} if where else None
+        text = self.request("GET", f"{entity_set}/$count", kind=kind, params=params).text
+        text = text.strip().lstrip("\ufeff")
+        if not text.isdigit():
+            raise TransientError(f"the answer to {kind} is not a count")
+        rows = int(text)
+        return RowCount(rows=rows, at_least=rows >= COUNT_LIMIT)
 
     def whoami(self) -> dict[str, Any]:
         """``WhoAmI``: proves the token works and reads the recommended parallelism."""

@@ -13,7 +13,7 @@ import requests
 
 from hydration.dataverse.auth import TokenProvider
 from hydration.dataverse.batch import Part
-from hydration.dataverse.client import MAX_CLOCK_SKEW, ClientSettings, DataverseClient
+from hydration.dataverse.client import MAX_CLOCK_SKEW, ClientSettings, DataverseClient, RowCount
 from hydration.dataverse.errors import (
     AuthError,
     DataverseError,
@@ -122,6 +122,28 @@ def test_session_is_made_once_per_thread(make: Make) -> None:
 
 
 # -- success ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "counted"),
+    [
+        (b"42", RowCount(rows=42, at_least=False)),
+        (b"\xef\xbb\xbf4999\r\n", RowCount(rows=4999, at_least=False)),  # a BOM and a line end
+        (b"5000", RowCount(rows=5000, at_least=True)),  # Dataverse's cap: more rows may exist
+    ],
+)
+def test_a_count_reads_the_plain_number_and_says_when_it_is_capped(
+    fake: Setup, body: bytes, counted: RowCount
+) -> None:
+    fake.script(answer(200, body))
+    assert fake.client.count("contacts", kind="count", where="statecode eq 0") == counted
+    assert fake.sent[0].kwargs["params"] == {"$filter": "statecode eq 0"}
+
+
+def test_a_count_that_is_not_a_number_is_a_transient_error(fake: Setup) -> None:
+    fake.script(answer(200, {"value": []}))
+    with pytest.raises(TransientError, match="not a count"):
+        fake.client.count("contacts", kind="count")
 
 
 def test_200_is_returned(fake: Setup) -> None:
