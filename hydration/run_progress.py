@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from .progress import eta_text, pace_text
+from .status_text import amounts, writes_planned
 from .statuses import FINAL, Status
 
 
@@ -31,11 +32,11 @@ class RunProgress(Protocol):
 
 
 def _counts_text(table: dict[str, Any]) -> str:
-    c = table["counts"]
-    verb = "to write" if table["kind"] == "plan" else "written"
+    amount = amounts(table)
+    verb = "to write" if writes_planned(table) else "written"
     return (
-        f"{c['pages']} pages, {c['rows_read']:,} rows read, {c['written']:,} {verb}, "
-        f"{c['already_correct']:,} already correct, {c['cleared']:,} cleared"
+        f"{table['counts']['pages']} pages, {amount('rows_read')} rows read, {amount('written')} {verb}, "
+        f"{amount('already_correct')} already correct, {amount('cleared')} cleared"
     )
 
 

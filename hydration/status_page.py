@@ -17,7 +17,7 @@ from typing import Any
 
 from .progress import eta_text, pace_text
 from .status_chart import chart
-from .status_text import amounts, held_lines
+from .status_text import amounts, held_lines, writes_planned
 from .statuses import Status
 
 REFRESH_SECONDS = 5
@@ -74,9 +74,8 @@ def _cell(value: str, *, name: str, numeric: bool = False) -> str:
 
 def _table_row(table: dict[str, Any]) -> str:
     counts, progress = table["counts"], table["progress"]
-    to_write = table["kind"] == "plan" or table["status"] == Status.HELD
     amount = amounts(table)
-    written = escape(amount("written")) + (" to write" if to_write else "")
+    written = escape(amount("written")) + (" to write" if writes_planned(table) else "")
     cells = [
         _cell(escape(str(table["table"])), name="table"),
         _cell(_status(table["status"]), name="status"),

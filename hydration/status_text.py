@@ -21,10 +21,15 @@ def amounts(view: dict[str, Any]) -> Callable[[str], str]:
     return lambda name: counters.amount(name, bounds)
 
 
+def writes_planned(table: dict[str, Any]) -> bool:
+    """Whether a table view's ``written`` is what it would write (a dry run, or a pass the guard held)."""
+    return bool(table["kind"] == "plan" or table["status"] == Status.HELD)
+
+
 def table_line(table: dict[str, Any]) -> str:
     """One table of a run: status, counts, throttling, and pace and ETA where there are any."""
     amount = amounts(table)
-    verb = "to write" if table["kind"] == "plan" or table["status"] == Status.HELD else "written"
+    verb = "to write" if writes_planned(table) else "written"
     line = (
         f"  {table['table']:24} {table['status']:10} {verb} {amount('written'):>9}  "
         f"correct {amount('already_correct'):>9}  cleared {amount('cleared'):>7}  "
