@@ -1,6 +1,6 @@
 """How long a first pass takes: rows ÷ (rows per second per user × users), a pure function.
 
-The rate is measured, not guessed: the benchmark's full pass of 200,000 contacts wrote 393.0 rows/s
+The rate is measured, not guessed: the benchmark's full pass of 200,000 contacts wrote 393.2 rows/s
 with one application user, 774.7 with two and 1,408.0 with four (``bench/last-run-200k.json``,
 README "Benchmark"), against the emulator's model of Dataverse's service protection limits. Users
 scale nearly linearly because each has its own limits. A real organization is slower when plug-ins or
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-BENCHMARK_ROWS_PER_SECOND_PER_USER = 393.0
+BENCHMARK_ROWS_PER_SECOND_PER_USER = 393.2
 """Rows written per second by one application user in the benchmark's full pass (one user)."""
 BENCHMARK_SOURCE = "bench/last-run-200k.json, full pass, 1 user"
 
