@@ -49,7 +49,7 @@ def test_a_clean_organization_blocks_nothing(provisioned: dict[str, str]) -> Non
     assert "fires: none (custom)" in contact
     assert "1 Microsoft step(s)" in contact
     assert "cloud flows that would trigger: none" in contact
-    assert "first pass: 300 rows, under a minute with 1 user(s) at 393 rows/s" in contact
+    assert "first pass: 300 rows, under a minute with 1 user(s) at 393.2 rows/s" in contact
     assert "first pass: 150 rows" in section(out, "lead")
     assert "main identity: holds every privilege it needs" in out
     assert "nothing blocks a run" in out
